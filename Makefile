@@ -1,0 +1,42 @@
+# streamline: the two README commands are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+# Fragments (mk/*.mk) add their own targets and append to TEST_PREREQS.
+TEST_PREREQS :=
+BENCH_PREREQS :=
+-include mk/*.mk
+
+.PHONY: help install lint test bench clean
+
+help:
+	@echo "make demo   - the full pipeline on the embedded emulator (load, process, verify, teardown)"
+	@echo "make test   - the whole suite (ruff + pytest); AWS_ENDPOINT_URL=... targets a running LocalStack"
+	@echo "make bench  - benchmarks, one JSON object per line"
+	@echo "make infra-up / infra-down - apply / destroy the Terraform stack against AWS_ENDPOINT_URL"
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint $(TEST_PREREQS)
+	$(PY) -m pytest -q tests
+
+bench: install $(BENCH_PREREQS)
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .emulator

@@ -1,0 +1,104 @@
+"""The wire formats, one definition each.
+
+Written by the handler and the ESM runner, read by the runner, replay and verify:
+- the partial batch response Lambda reads (``ReportBatchItemFailures``),
+- the poison message this project parks on SQS,
+- the on-failure record Lambda sends to an ESM's failure destination.
+
+References:
+- https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html
+- https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html
+- https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal, NotRequired, TypedDict
+
+# --- partial batch response -------------------------------------------------------------
+
+
+class BatchItemFailure(TypedDict):
+    itemIdentifier: str
+
+
+class PartialBatchResponse(TypedDict):
+    batchItemFailures: list[BatchItemFailure]
+
+
+_SUCCESS: PartialBatchResponse = {"batchItemFailures": []}
+
+
+def success_response() -> PartialBatchResponse:
+    """A fresh copy of the all-succeeded response (never share the mutable default)."""
+    return copy.deepcopy(_SUCCESS)
+
+
+def failure_response(item_identifier: str) -> PartialBatchResponse:
+    return {"batchItemFailures": [{"itemIdentifier": item_identifier}]}
+
+
+# --- poison message (our SQS body) -----------------------------------------------------
+
+POISON_MESSAGE_VERSION = "1"
+
+
+class PoisonError(TypedDict):
+    type: str
+    message: str
+    traceback: str
+
+
+class PoisonMessage(TypedDict):
+    version: str
+    source: Literal["kinesis", "dynamodb"]
+    eventSourceARN: str
+    shardId: str
+    partitionKey: str
+    sequenceNumber: str
+    subSequenceNumber: int
+    data: NotRequired[str]  # Kinesis: base64 of the user record's bytes
+    dynamodb: NotRequired[dict]  # DynamoDB: the record's `dynamodb` object as received
+    truncated: NotRequired[bool]  # payload left out to fit SQS's size limit
+    error: PoisonError
+    attempts: int
+    firstFailureAt: str
+    parkedAt: str
+
+
+# --- on-failure record (what Lambda's ESM sends to the failure destination) ------------
+
+OnFailureCondition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
+
+
+class OnFailureRequestContext(TypedDict):
+    requestId: str
+    functionArn: str
+    condition: OnFailureCondition
+    approximateInvokeCount: int
+
+
+class OnFailureResponseContext(TypedDict):
+    statusCode: int
+    executedVersion: str
+    functionError: str | None  # "Unhandled" after a thrown error; None after a response
+
+
+class StreamBatchInfo(TypedDict):
+    shardId: str
+    startSequenceNumber: str
+    endSequenceNumber: str
+    approximateArrivalOfFirstRecord: str
+    approximateArrivalOfLastRecord: str
+    batchSize: int
+    streamArn: str
+
+
+class OnFailureRecord(TypedDict):
+    requestContext: OnFailureRequestContext
+    responseContext: NotRequired[OnFailureResponseContext]  # absent for RecordAgeExceeded
+    version: str  # "1.0"
+    timestamp: str
+    KinesisBatchInfo: NotRequired[StreamBatchInfo]
+    DDBStreamBatchInfo: NotRequired[StreamBatchInfo]
