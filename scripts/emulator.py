@@ -13,6 +13,7 @@ mappings created by Terraform can stay in place.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -130,10 +131,8 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
             except ProcessLookupError:
                 return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def serve(port: int) -> None:
