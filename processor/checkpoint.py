@@ -1,0 +1,340 @@
+"""Checkpoint stores: per (event source ARN, shard, partition key), the position of the last
+record applied, plus the failed-attempt counter of the record that is failing there.
+
+Positions only move forward. The DynamoDB store says so in every write's condition
+(`attribute_not_exists(position) OR position <= :position`), so a stale or concurrent
+invocation can never move a checkpoint back. Positions are stored as fixed-width decimal
+strings, which DynamoDB compares exactly as integers: Kinesis sequence numbers have up to 129
+digits, beyond a DynamoDB number's 38 digits of precision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from processor.exceptions import (
+    CheckpointStoreUnavailable,
+    EffectRejectedError,
+    StaleCheckpointError,
+)
+from processor.records import Position
+
+# Beyond Kinesis' longest retention option of 7 days extended (365 days is possible: pass
+# ttl_s). https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
+DEFAULT_TTL_S = 8 * 24 * 3600
+_SEQUENCE_DIGITS = 130  # Kinesis: 0|([1-9]\d{0,128})
+_SUB_SEQUENCE_DIGITS = 20
+
+
+class CheckpointKey(NamedTuple):
+    event_source_arn: str
+    shard_id: str
+    partition_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What the store knows about one key."""
+
+    position: Position | None = None  # last applied (or parked) record
+    failing_position: Position | None = None  # the record whose attempts are counted
+    attempts: int = 0
+    first_failure_at: str | None = None
+
+    def attempts_at(self, position: Position) -> int:
+        return self.attempts if self.failing_position == position else 0
+
+
+@dataclass(slots=True)
+class CheckpointUpdate:
+    """The one write a batch makes for one key."""
+
+    key: CheckpointKey
+    position: Position | None  # new position; None when nothing was applied for the key
+    failing_position: Position | None = None
+    attempts: int = 0
+    first_failure_at: str | None = None
+
+
+@dataclass
+class StoreStats:
+    reads: int = 0  # read calls (a batch read of many keys counts once)
+    writes: int = 0  # item writes, transactional ones included
+    stale_writes: int = 0  # writes refused because the stored position was ahead
+
+
+class CheckpointStore(Protocol):
+    stats: StoreStats
+
+    def load(self, keys: Iterable[CheckpointKey]) -> dict[CheckpointKey, KeyState]: ...
+
+    def save(self, updates: Sequence[CheckpointUpdate]) -> None:
+        """Write every update; forward-only. Raises CheckpointStoreUnavailable."""
+
+    def commit_with_effects(self, update: CheckpointUpdate, effects: list[dict]) -> None:
+        """Commit DynamoDB transaction items together with the key's checkpoint.
+
+        Raises StaleCheckpointError when the checkpoint is already at or past the position
+        (the effect was committed before), EffectRejectedError when an effect's own condition
+        fails, CheckpointStoreUnavailable for anything else.
+        """
+
+
+def encode_position(position: Position) -> str:
+    sequence, sub_sequence = position
+    return f"{sequence:0{_SEQUENCE_DIGITS}d}.{sub_sequence:0{_SUB_SEQUENCE_DIGITS}d}"
+
+
+def decode_position(value: str | None) -> Position | None:
+    if not value:
+        return None
+    sequence, sub_sequence = value.split(".")
+    return (int(sequence), int(sub_sequence))
+
+
+# --- in memory -----------------------------------------------------------------------------
+
+
+class MemoryCheckpointStore:
+    """Checkpoints in a dict: for tests, benchmarks and single-container use.
+
+    Transactional effects are recorded in `effects` (in commit order) instead of being sent
+    anywhere, so tests can see what would have been committed.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[CheckpointKey, KeyState] = {}
+        self._lock = threading.Lock()
+        self.effects: list[dict] = []
+        self.stats = StoreStats()
+
+    def load(self, keys: Iterable[CheckpointKey]) -> dict[CheckpointKey, KeyState]:
+        self.stats.reads += 1
+        with self._lock:
+            return {key: self._states[key] for key in keys if key in self._states}
+
+    def save(self, updates: Sequence[CheckpointUpdate]) -> None:
+        with self._lock:
+            for update in updates:
+                self.stats.writes += 1
+                try:
+                    self._apply(update)
+                except StaleCheckpointError:
+                    self.stats.stale_writes += 1
+
+    def commit_with_effects(self, update: CheckpointUpdate, effects: list[dict]) -> None:
+        with self._lock:
+            self.stats.writes += 1
+            current = self._states.get(update.key, KeyState()).position
+            if current is not None and update.position is not None and current >= update.position:
+                raise StaleCheckpointError(update.key, update.position)
+            self._apply(update)
+            self.effects.extend(effects)
+
+    def _apply(self, update: CheckpointUpdate) -> None:
+        current = self._states.get(update.key, KeyState())
+        moves_back = (
+            update.position is not None
+            and current.position is not None
+            and current.position > update.position
+        )
+        if moves_back:
+            raise StaleCheckpointError(update.key, update.position)
+        position = update.position if update.position is not None else current.position
+        self._states[update.key] = KeyState(
+            position=position,
+            failing_position=update.failing_position,
+            attempts=update.attempts,
+            first_failure_at=update.first_failure_at,
+        )
+
+    def position(self, key: CheckpointKey) -> Position | None:
+        """The stored position of one key (a convenience for tests and tools)."""
+        state = self._states.get(key)
+        return state.position if state else None
+
+
+# --- DynamoDB ------------------------------------------------------------------------------
+
+
+@dataclass
+class DynamoDBCheckpointStore:
+    """Checkpoints in a DynamoDB table with a string hash key `pk` and TTL on `expires_at`.
+
+    Pass `boto3_client` (a low-level DynamoDB client) or `boto3_session`; by default a client
+    is built on first use, honouring AWS_ENDPOINT_URL like every boto3 client.
+    """
+
+    table_name: str
+    boto3_client: Any = None
+    boto3_session: Any = None
+    ttl_s: int = DEFAULT_TTL_S
+    max_parallel_writes: int = 16
+    stats: StoreStats = field(default_factory=StoreStats)
+
+    key_attr = "pk"
+
+    @property
+    def client(self) -> Any:
+        if self.boto3_client is None:
+            import boto3
+
+            session = self.boto3_session or boto3.session.Session()
+            self.boto3_client = session.client("dynamodb")
+        return self.boto3_client
+
+    @staticmethod
+    def item_key(key: CheckpointKey) -> str:
+        return f"{key.event_source_arn}#{key.shard_id}#{key.partition_key}"
+
+    def load(self, keys: Iterable[CheckpointKey]) -> dict[CheckpointKey, KeyState]:
+        by_item_key = {self.item_key(key): key for key in keys}
+        pending = list(by_item_key)
+        states: dict[CheckpointKey, KeyState] = {}
+        while pending:
+            chunk, pending = pending[:100], pending[100:]  # BatchGetItem's limit
+            request = {
+                self.table_name: {
+                    "Keys": [{self.key_attr: {"S": k}} for k in chunk],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                self.stats.reads += 1
+                response = self._call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    states[by_item_key[item[self.key_attr]["S"]]] = _state_from_item(item)
+                request = response.get("UnprocessedKeys") or None
+                if request:
+                    time.sleep(0.05)
+        return states
+
+    def save(self, updates: Sequence[CheckpointUpdate]) -> None:
+        if not updates:
+            return
+        if len(updates) == 1 or self.max_parallel_writes <= 1:
+            for update in updates:
+                self._save_one(update)
+            return
+        workers = min(self.max_parallel_writes, len(updates))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # list() re-raises the first CheckpointStoreUnavailable, after all writes ran.
+            list(pool.map(self._save_one, updates))
+
+    def _save_one(self, update: CheckpointUpdate) -> None:
+        self.stats.writes += 1
+        try:
+            self._call(
+                "update_item",
+                passthrough="ConditionalCheckFailedException",
+                **self._update_request(update),
+            )
+        except CheckpointStoreUnavailable:
+            raise
+        except Exception:  # the condition: a later invocation is ahead; never move back
+            self.stats.stale_writes += 1
+
+    def commit_with_effects(self, update: CheckpointUpdate, effects: list[dict]) -> None:
+        request = self._update_request(update, strictly_forward=True)
+        checkpoint = {"Update": request}
+        self.stats.writes += 1
+        try:
+            self._call(
+                "transact_write_items",
+                passthrough="TransactionCanceledException",
+                TransactItems=[*effects, checkpoint],
+            )
+        except CheckpointStoreUnavailable:
+            raise
+        except Exception as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [reason.get("Code") for reason in reasons]
+            if len(codes) == len(effects) + 1 and codes[-1] == "ConditionalCheckFailed":
+                raise StaleCheckpointError(update.key, update.position) from exc
+            if "ConditionalCheckFailed" in codes[:-1]:
+                raise EffectRejectedError(
+                    f"a transaction item's condition failed: {codes}", reasons=reasons
+                ) from exc
+            raise CheckpointStoreUnavailable(f"transaction for {update.key}: {exc}") from exc
+
+    def _update_request(self, update: CheckpointUpdate, strictly_forward: bool = False) -> dict:
+        names = {"#pos": "position", "#exp": "expires_at"}
+        values: dict[str, dict] = {":exp": {"N": str(int(time.time()) + self.ttl_s)}}
+        sets = ["#exp = :exp"]
+        removes: list[str] = []
+        condition = None
+        if update.position is not None:
+            values[":pos"] = {"S": encode_position(update.position)}
+            values[":seq"] = {"S": str(update.position[0])}
+            values[":sub"] = {"N": str(update.position[1])}
+            names |= {"#seq": "sequence_number", "#sub": "sub_sequence_number"}
+            sets += ["#pos = :pos", "#seq = :seq", "#sub = :sub"]
+            # Only forward. A plain write may rewrite the same position (it only counts an
+            # attempt); a transaction must not, or a redelivered effect would commit twice.
+            operator = "<" if strictly_forward else "<="
+            condition = f"attribute_not_exists(#pos) OR #pos {operator} :pos"
+        names |= {"#fpos": "failing_position", "#att": "attempts", "#ffa": "first_failure_at"}
+        if update.failing_position is not None:
+            values[":fpos"] = {"S": encode_position(update.failing_position)}
+            values[":att"] = {"N": str(update.attempts)}
+            values[":ffa"] = {"S": update.first_failure_at or ""}
+            sets += ["#fpos = :fpos", "#att = :att", "#ffa = :ffa"]
+        else:
+            removes += ["#fpos", "#att", "#ffa"]
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        request = {
+            "TableName": self.table_name,
+            "Key": {self.key_attr: {"S": self.item_key(update.key)}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if condition:
+            request["ConditionExpression"] = condition
+        return request
+
+    def _call(self, operation: str, passthrough: str = "", **kwargs: Any) -> dict:
+        """Call the client; every error but the `passthrough` code is infrastructure."""
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except Exception as exc:  # ClientError, connection refused, timeouts, credentials
+            if passthrough and _error_code(exc) == passthrough:
+                raise
+            raise CheckpointStoreUnavailable(f"{operation} on {self.table_name}: {exc}") from exc
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def _state_from_item(item: dict) -> KeyState:
+    def s(name: str) -> str | None:
+        return item.get(name, {}).get("S")
+
+    attempts = item.get("attempts", {}).get("N")
+    return KeyState(
+        position=decode_position(s("position")),
+        failing_position=decode_position(s("failing_position")),
+        attempts=int(attempts) if attempts else 0,
+        first_failure_at=s("first_failure_at") or None,
+    )
+
+
+__all__ = [
+    "CheckpointKey",
+    "CheckpointStore",
+    "CheckpointUpdate",
+    "DynamoDBCheckpointStore",
+    "KeyState",
+    "MemoryCheckpointStore",
+    "StoreStats",
+    "decode_position",
+    "encode_position",
+]

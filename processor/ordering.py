@@ -1,0 +1,317 @@
+"""The ordered batch processor: what runs, in which order, and what Lambda is told.
+
+Rules (DESIGN.md, "Inside one invocation"):
+- records run in the order given; a failed record blocks the later records of its key in this
+  batch, other keys go on;
+- a record at or below its key's checkpoint is a duplicate and is skipped;
+- a record that failed `max_attempts` times, or cannot be parsed, is parked and counts as done;
+- the response names the lowest failed or unprocessed sequence number (Lambda retries from
+  there: https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html);
+- checkpoints are flushed once per key per batch, before returning and before any re-raise;
+- near the deadline no new record is taken: a Lambda timeout would retry the whole batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor.checkpoint import CheckpointKey, CheckpointStore, CheckpointUpdate, KeyState
+from processor.contracts import PartialBatchResponse, failure_response, success_response
+from processor.exceptions import EffectRejectedError, StaleCheckpointError
+from processor.poison import PoisonSink, build_poison_message, utc_now
+from processor.records import BatchItem, Position, Record, Unparseable, parse_event
+
+RecordHandler = Callable[[Record], Sequence[dict] | None]
+"""The user's business logic. Raise to fail the record. Return DynamoDB TransactWriteItems
+items to have them committed in one transaction with the record's checkpoint."""
+
+MIN_SAFETY_MARGIN_MS = 200
+MAX_SAFETY_MARGIN_MS = 10_000
+
+
+def default_safety_margin_ms(remaining_ms: int) -> int:
+    """A tenth of the invocation's time, within [200 ms, 10 s]: a 3 s Lambda keeps 2.7 s."""
+    return max(MIN_SAFETY_MARGIN_MS, min(MAX_SAFETY_MARGIN_MS, remaining_ms // 10))
+
+
+@dataclass
+class BatchResult:
+    response: PartialBatchResponse
+    applied: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    parked: int = 0
+    blocked: int = 0  # later records of a failed key, left untouched
+    unprocessed: int = 0  # not taken because the time budget ran out
+    latency_ms: float = 0.0
+    resume_point: str | None = None  # the one batchItemFailures identifier, if any
+
+
+@dataclass
+class _Batch:
+    """Mutable state of one invocation."""
+
+    states: dict[CheckpointKey, KeyState]
+    pending: dict[CheckpointKey, CheckpointUpdate] = field(default_factory=dict)
+    positions: dict[CheckpointKey, Position | None] = field(default_factory=dict)
+    blocked: set[CheckpointKey] = field(default_factory=set)
+    retry_from: BatchItem | None = None
+
+    def position(self, key: CheckpointKey) -> Position | None:
+        if key in self.positions:
+            return self.positions[key]
+        state = self.states.get(key)
+        return state.position if state else None
+
+    def advance(self, key: CheckpointKey, position: Position | None) -> None:
+        if position is None:
+            return
+        self.positions[key] = position
+        self.pending[key] = CheckpointUpdate(key=key, position=position)
+
+    def record_failure(self, key: CheckpointKey, position: Position, attempts: int, at: str):
+        self.pending[key] = CheckpointUpdate(
+            key=key,
+            position=self.positions.get(key),
+            failing_position=position,
+            attempts=attempts,
+            first_failure_at=at,
+        )
+
+    def retry_from_here(self, item: BatchItem | None) -> None:
+        if item is None:
+            return
+        current = self.retry_from
+        if current is None or int(item.sequence_number) < int(current.sequence_number):
+            self.retry_from = item
+
+
+class OrderedProcessor:
+    def __init__(
+        self,
+        apply: RecordHandler,
+        *,
+        checkpoints: CheckpointStore,
+        poison: PoisonSink,
+        max_attempts: int = 3,
+        safety_margin_ms: int | None = None,
+        logger: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.apply = apply
+        self.checkpoints = checkpoints
+        self.poison = poison
+        self.max_attempts = max_attempts
+        self.safety_margin_ms = safety_margin_ms
+        self.logger = logger or _default_logger()
+        self.metrics = metrics
+        self.last_result: BatchResult | None = None
+
+    def process(self, event: dict, context: Any = None) -> PartialBatchResponse:
+        """Process one Lambda batch; returns the partial batch response for Lambda."""
+        return self.process_batch(event, context).response
+
+    def process_batch(self, event: dict, context: Any = None) -> BatchResult:
+        started = time.monotonic()
+        deadline = self._deadline(context, started)
+        items = parse_event(event)
+        keys = {_key(item) for item in items}
+        # A store that cannot be read raises here, before anything ran: Lambda retries.
+        batch = _Batch(states=self.checkpoints.load(keys) if keys else {})
+        result = BatchResult(response=success_response())
+        try:
+            for index, item in enumerate(items):
+                if deadline is not None and time.monotonic() >= deadline:
+                    result.unprocessed = len(items) - index
+                    batch.retry_from_here(_first_with_sequence_number(items[index:]))
+                    self.logger.warning(
+                        "time budget reached: leaving the rest of the batch for the retry",
+                        extra={"unprocessed": result.unprocessed, **_coordinates(item)},
+                    )
+                    break
+                self._run(item, batch, result)
+        finally:
+            # Flushed on success and before any re-raise (the applied records stay applied).
+            self.checkpoints.save(list(batch.pending.values()))
+        if batch.retry_from is not None:
+            result.resume_point = batch.retry_from.sequence_number
+            result.response = failure_response(result.resume_point)
+        result.latency_ms = (time.monotonic() - started) * 1000
+        self._report(result, items)
+        self.last_result = result
+        return result
+
+    def _run(self, item: BatchItem, batch: _Batch, result: BatchResult) -> None:
+        key = _key(item)
+        if key in batch.blocked:
+            result.blocked += 1
+            return
+        if isinstance(item, Unparseable):
+            self._park(item, item.error, attempts=1, first_failure_at=utc_now())
+            batch.advance(key, item.position)
+            result.parked += 1
+            return
+        current = batch.position(key)
+        if current is not None and item.position <= current:
+            result.duplicates += 1
+            return
+        try:
+            effects = self.apply(item)
+        except Exception as exc:  # any failure of user code is the record's, not the batch's
+            self._fail(item, key, exc, batch, result)
+            return
+        if effects:
+            self._commit_with_effects(item, key, list(effects), batch, result)
+            return
+        batch.advance(key, item.position)
+        result.applied += 1
+
+    def _commit_with_effects(
+        self,
+        item: Record,
+        key: CheckpointKey,
+        effects: list[dict],
+        batch: _Batch,
+        result: BatchResult,
+    ) -> None:
+        try:
+            self.checkpoints.commit_with_effects(
+                CheckpointUpdate(key=key, position=item.position), effects
+            )
+        except StaleCheckpointError:
+            # The checkpoint is already past this record: its effect was committed before.
+            result.duplicates += 1
+        except EffectRejectedError as exc:
+            self._fail(item, key, exc, batch, result)
+            return
+        else:
+            result.applied += 1
+        # Either way the store holds this key's checkpoint at or past the record now.
+        batch.positions[key] = item.position
+        batch.pending.pop(key, None)
+
+    def _fail(
+        self, item: Record, key: CheckpointKey, exc: Exception, batch: _Batch, result: BatchResult
+    ) -> None:
+        state = batch.states.get(key, KeyState())
+        attempts = state.attempts_at(item.position) + 1
+        first_failure_at = (
+            state.first_failure_at
+            if state.failing_position == item.position and state.first_failure_at
+            else utc_now()
+        )
+        coordinates = _coordinates(item)
+        if attempts >= self.max_attempts:
+            self._park(item, exc, attempts=attempts, first_failure_at=first_failure_at)
+            batch.advance(key, item.position)
+            result.parked += 1
+            return
+        self.logger.warning(
+            "record failed; its key waits for the retry",
+            extra={
+                **coordinates,
+                "outcome": "failed",
+                "attempts": attempts,
+                "error_type": type(exc).__name__,
+                "error": str(exc),
+            },
+        )
+        batch.record_failure(key, item.position, attempts, first_failure_at)
+        batch.blocked.add(key)
+        batch.retry_from_here(item)
+        result.failed += 1
+
+    def _park(self, item: BatchItem, exc: BaseException, *, attempts: int, first_failure_at: str):
+        message = build_poison_message(
+            item, exc, attempts=attempts, first_failure_at=first_failure_at
+        )
+        self.poison.park(message)  # PoisonSinkUnavailable propagates: the batch must retry
+        self.logger.error(
+            "record parked",
+            extra={
+                **_coordinates(item),
+                "outcome": "parked",
+                "attempts": attempts,
+                "error_type": type(exc).__name__,
+                "error": str(exc),
+                "truncated": bool(message.get("truncated")),
+            },
+        )
+
+    def _deadline(self, context: Any, started: float) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return None
+        remaining_ms = int(remaining())
+        margin_ms = self.safety_margin_ms
+        if margin_ms is None:
+            margin_ms = default_safety_margin_ms(remaining_ms)
+        return started + (remaining_ms - margin_ms) / 1000
+
+    def _report(self, result: BatchResult, items: list[BatchItem]) -> None:
+        first = items[0] if items else None
+        self.logger.info(
+            "batch processed",
+            extra={
+                "shard_id": first.shard_id if first else None,
+                "event_source_arn": first.event_source_arn if first else None,
+                "records": len(items),
+                "applied": result.applied,
+                "duplicates": result.duplicates,
+                "failed": result.failed,
+                "parked": result.parked,
+                "blocked": result.blocked,
+                "unprocessed": result.unprocessed,
+                "resume_point": result.resume_point,
+                "latency_ms": round(result.latency_ms, 3),
+            },
+        )
+        if self.metrics is None:
+            return
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        for name, value in (
+            ("RecordsApplied", result.applied),
+            ("DuplicatesSkipped", result.duplicates),
+            ("RecordsFailed", result.failed),
+            ("RecordsParked", result.parked),
+        ):
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        self.metrics.add_metric(
+            name="BatchLatency", unit=MetricUnit.Milliseconds, value=result.latency_ms
+        )
+
+
+def _first_with_sequence_number(items: Sequence[BatchItem]) -> BatchItem | None:
+    return next((item for item in items if item.sequence_number is not None), None)
+
+
+def _key(item: BatchItem) -> CheckpointKey:
+    return CheckpointKey(item.event_source_arn, item.shard_id, item.partition_key)
+
+
+def _coordinates(item: BatchItem) -> dict:
+    return {
+        "shard_id": item.shard_id,
+        "sequence_number": item.sequence_number,
+        "sub_sequence_number": item.sub_sequence_number,
+        "partition_key": item.partition_key,
+    }
+
+
+_logger = None
+
+
+def _default_logger() -> Any:
+    global _logger
+    if _logger is None:
+        from aws_lambda_powertools import Logger
+
+        _logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "streamline"))
+    return _logger

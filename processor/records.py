@@ -1,0 +1,311 @@
+"""Lambda stream events → `Record`s (or `Unparseable` items), in delivery order.
+
+Kinesis records may be KPL aggregates: they are split into user records with the
+aws-kinesis-agg protobuf definitions. aws-kinesis-agg's own deaggregator hands an aggregate
+with a bad MD5 trailer back as if it were a plain record and only prints when a sub-record is
+bad; here both are errors, so the record is parked instead of reaching user code.
+https://github.com/awslabs/amazon-kinesis-producer/blob/master/aggregation-format.md
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import aws_kinesis_agg
+from aws_kinesis_agg import deaggregator  # its import puts the generated protobuf modules on path
+from boto3.dynamodb.types import Binary, TypeDeserializer
+from google.protobuf.message import DecodeError
+
+from processor.exceptions import CorruptAggregateError, InvalidEventError, RecordParseError
+
+Position = tuple[int, int]
+"""A user record's place in its shard: (sequence number, sub-sequence number), as integers."""
+
+
+class Source(StrEnum):
+    KINESIS = "kinesis"
+    DYNAMODB = "dynamodb"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One user record, ready for business logic."""
+
+    source: Source
+    event_source_arn: str
+    shard_id: str
+    partition_key: str
+    sequence_number: str  # as AWS sent it (for KPL: the aggregate's)
+    sub_sequence_number: int
+    position: Position
+    raw: dict = field(repr=False)
+    data: bytes = field(default=b"", repr=False)  # Kinesis
+    event_name: str | None = None  # DynamoDB: INSERT | MODIFY | REMOVE
+    keys: dict | None = None
+    new_image: dict | None = field(default=None, repr=False)
+    old_image: dict | None = field(default=None, repr=False)
+
+    def json(self) -> Any:
+        """The parsed payload: Kinesis data as JSON; DynamoDB's new image (old for REMOVE)."""
+        if self.source is Source.KINESIS:
+            return json.loads(self.data)
+        return self.new_image if self.new_image is not None else self.old_image
+
+
+@dataclass(frozen=True, slots=True)
+class Unparseable:
+    """A record that could not be parsed; it keeps whatever coordinates could be read."""
+
+    source: Source | None
+    event_source_arn: str
+    shard_id: str
+    partition_key: str
+    sequence_number: str | None
+    sub_sequence_number: int
+    error: RecordParseError
+    raw: dict = field(repr=False)
+
+    @property
+    def position(self) -> Position | None:
+        if self.sequence_number is None:
+            return None
+        return (int(self.sequence_number), self.sub_sequence_number)
+
+
+BatchItem = Record | Unparseable
+
+
+def parse_event(event: dict) -> list[BatchItem]:
+    """Every record of a Lambda stream event, in the order given (one shard per batch)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise InvalidEventError("event has no 'Records' list: not a Kinesis or DynamoDB batch")
+    items: list[BatchItem] = []
+    for raw in records:
+        items.extend(parse_record(raw))
+    return items
+
+
+def parse_record(raw: Any) -> Iterator[BatchItem]:
+    if not isinstance(raw, dict):
+        yield _unparseable(None, {"record": raw}, RecordParseError("record is not an object"))
+        return
+    parser = _PARSERS.get(raw.get("eventSource"))
+    if parser is None:
+        error = RecordParseError(f"unsupported eventSource {raw.get('eventSource')!r}")
+        yield _unparseable(None, raw, error)
+        return
+    yield from parser(raw)
+
+
+# --- Kinesis -------------------------------------------------------------------------------
+
+
+def _parse_kinesis(raw: dict) -> Iterator[BatchItem]:
+    kinesis = raw.get("kinesis")
+    if not isinstance(kinesis, dict):
+        yield _unparseable(Source.KINESIS, raw, RecordParseError("record has no 'kinesis' object"))
+        return
+    sequence_number = kinesis.get("sequenceNumber")
+    try:
+        _check_sequence_number(sequence_number)
+        partition_key = kinesis.get("partitionKey")
+        if not isinstance(partition_key, str):
+            raise RecordParseError("kinesis.partitionKey is missing")
+        data = _b64decode(kinesis.get("data"))
+        if data.startswith(aws_kinesis_agg.MAGIC):
+            user_records = _deaggregate(data)
+        else:
+            user_records = [(partition_key, data)]
+    except RecordParseError as exc:
+        exc.sequence_number = sequence_number if isinstance(sequence_number, str) else None
+        yield _unparseable(Source.KINESIS, raw, exc)
+        return
+    arn = raw.get("eventSourceARN", "")
+    shard_id = _kinesis_shard_id(raw)
+    for sub_sequence_number, (key, payload) in enumerate(user_records):
+        yield Record(
+            source=Source.KINESIS,
+            event_source_arn=arn,
+            shard_id=shard_id,
+            partition_key=key,
+            sequence_number=sequence_number,
+            sub_sequence_number=sub_sequence_number,
+            position=(int(sequence_number), sub_sequence_number),
+            data=payload,
+            raw=raw,
+        )
+
+
+def _deaggregate(data: bytes) -> list[tuple[str, bytes]]:
+    """(partition key, data) of each user record in a KPL aggregate, or raise."""
+    body = data[len(aws_kinesis_agg.MAGIC) :]
+    if len(body) <= aws_kinesis_agg.DIGEST_SIZE:
+        raise CorruptAggregateError("KPL aggregate is truncated: no room for the MD5 trailer")
+    message, digest = body[: -aws_kinesis_agg.DIGEST_SIZE], body[-aws_kinesis_agg.DIGEST_SIZE :]
+    if hashlib.md5(message).digest() != digest:
+        raise CorruptAggregateError("KPL aggregate MD5 trailer does not match its body")
+    aggregate = deaggregator.messages_pb2.AggregatedRecord()
+    try:
+        aggregate.ParseFromString(message)
+    except DecodeError as exc:
+        raise CorruptAggregateError(f"KPL aggregate protobuf does not decode: {exc}") from exc
+    keys = aggregate.partition_key_table
+    if not aggregate.records:
+        raise CorruptAggregateError("KPL aggregate holds no user records")
+    user_records = []
+    for index, sub in enumerate(aggregate.records):
+        if not 0 <= sub.partition_key_index < len(keys):
+            raise CorruptAggregateError(
+                f"KPL sub-record {index} points at partition key {sub.partition_key_index}, "
+                f"but the table has {len(keys)}"
+            )
+        user_records.append((keys[sub.partition_key_index], sub.data))
+    return user_records
+
+
+def _kinesis_shard_id(raw: dict) -> str:
+    # eventID is "shardId-000000000000:<sequence number>"; Lambda sends no other shard field.
+    event_id = raw.get("eventID")
+    if isinstance(event_id, str) and ":" in event_id:
+        return event_id.split(":", 1)[0]
+    return ""
+
+
+def _b64decode(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise RecordParseError("kinesis.data is missing or not a string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RecordParseError(f"kinesis.data is not valid base64: {exc}") from exc
+
+
+def _check_sequence_number(value: Any) -> None:
+    if not isinstance(value, str) or not value.isdigit() or not value.isascii():
+        raise RecordParseError(f"sequence number {value!r} is not a decimal string")
+
+
+# --- DynamoDB Streams ------------------------------------------------------------------------
+
+_deserializer = TypeDeserializer()
+
+
+def _parse_dynamodb(raw: dict) -> Iterator[BatchItem]:
+    stream_record = raw.get("dynamodb")
+    if not isinstance(stream_record, dict):
+        yield _unparseable(Source.DYNAMODB, raw, RecordParseError("record has no 'dynamodb'"))
+        return
+    sequence_number = stream_record.get("SequenceNumber")
+    try:
+        _check_sequence_number(sequence_number)
+        event_name = raw.get("eventName")
+        if event_name not in ("INSERT", "MODIFY", "REMOVE"):
+            raise RecordParseError(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
+        keys = _image(stream_record, "Keys", required=True)
+        new_image = _image(stream_record, "NewImage")
+        old_image = _image(stream_record, "OldImage")
+    except RecordParseError as exc:
+        exc.sequence_number = sequence_number if isinstance(sequence_number, str) else None
+        yield _unparseable(Source.DYNAMODB, raw, exc)
+        return
+    yield Record(
+        source=Source.DYNAMODB,
+        event_source_arn=raw.get("eventSourceARN", ""),
+        # A DynamoDB Streams event names no shard. An item's records reach the stream in the
+        # order of its modifications, with growing sequence numbers, so the item key alone
+        # orders them: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html
+        shard_id="",
+        partition_key=serialise_key(keys),
+        sequence_number=sequence_number,
+        sub_sequence_number=0,
+        position=(int(sequence_number), 0),
+        event_name=event_name,
+        keys=keys,
+        new_image=new_image,
+        old_image=old_image,
+        raw=raw,
+    )
+
+
+def _image(stream_record: dict, name: str, required: bool = False) -> dict | None:
+    image = stream_record.get(name)
+    if image is None and not required:
+        return None
+    if not isinstance(image, dict) or (required and not image):
+        raise RecordParseError(f"dynamodb.{name} is missing or not a map")
+    try:
+        return {attr: plain(_deserializer.deserialize(value)) for attr, value in image.items()}
+    except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+        raise RecordParseError(f"dynamodb.{name} is malformed: {exc}") from exc
+
+
+def plain(value: Any) -> Any:
+    """TypeDeserializer's output with integral Decimals as int and Binary as bytes."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    if isinstance(value, Binary):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, set):
+        return {plain(v) for v in value}
+    return value
+
+
+def serialise_key(keys: dict) -> str:
+    """An item key as a stable string: JSON with sorted attribute names."""
+    return json.dumps(keys, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _unparseable(source: Source | None, raw: dict, error: RecordParseError) -> Unparseable:
+    kinesis = raw.get("kinesis") if isinstance(raw.get("kinesis"), dict) else {}
+    stream_record = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), dict) else {}
+    sequence_number = error.sequence_number
+    if sequence_number is None:
+        candidate = kinesis.get("sequenceNumber") or stream_record.get("SequenceNumber")
+        if isinstance(candidate, str) and candidate.isdigit() and candidate.isascii():
+            sequence_number = candidate
+    partition_key = kinesis.get("partitionKey")
+    if not isinstance(partition_key, str):
+        keys = stream_record.get("Keys")
+        partition_key = json.dumps(keys, sort_keys=True) if isinstance(keys, dict) else ""
+    return Unparseable(
+        source=source,
+        event_source_arn=str(raw.get("eventSourceARN", "")),
+        shard_id=_kinesis_shard_id(raw) if source is Source.KINESIS else "",
+        partition_key=partition_key,
+        sequence_number=sequence_number,
+        sub_sequence_number=0,
+        error=error,
+        raw=raw,
+    )
+
+
+_PARSERS: dict[str, Callable[[dict], Iterator[BatchItem]]] = {
+    "aws:kinesis": _parse_kinesis,
+    "aws:dynamodb": _parse_dynamodb,
+}
