@@ -108,3 +108,21 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int(self.timeout_ms - (time.monotonic() - self._started) * 1000))
+
+
+def kpl_aggregate(user_records: list[tuple[str, bytes]]) -> bytes:
+    """A KPL aggregate of (partition key, data) user records, built with aws-kinesis-agg."""
+    from aws_kinesis_agg.aggregator import RecordAggregator
+
+    aggregator = RecordAggregator()
+    for partition_key, data in user_records:
+        aggregator.add_user_record(partition_key, data)
+    _, _, data = aggregator.clear_and_get().get_contents()
+    return data
+
+
+def kinesis_record_raw(partition_key: str, sequence_number: str | int, data_b64: str) -> dict:
+    """A Kinesis record whose `data` is exactly the string given (for bad-input tests)."""
+    record = kinesis_record(partition_key, sequence_number, b"")
+    record["kinesis"]["data"] = data_b64
+    return record
