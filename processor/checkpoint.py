@@ -263,7 +263,7 @@ class DynamoDBCheckpointStore:
             raise CheckpointStoreUnavailable(f"transaction for {update.key}: {exc}") from exc
 
     def _update_request(self, update: CheckpointUpdate, strictly_forward: bool = False) -> dict:
-        names = {"#pos": "position", "#exp": "expires_at"}
+        names = {"#exp": "expires_at"}
         values: dict[str, dict] = {":exp": {"N": str(int(time.time()) + self.ttl_s)}}
         sets = ["#exp = :exp"]
         removes: list[str] = []
@@ -272,7 +272,7 @@ class DynamoDBCheckpointStore:
             values[":pos"] = {"S": encode_position(update.position)}
             values[":seq"] = {"S": str(update.position[0])}
             values[":sub"] = {"N": str(update.position[1])}
-            names |= {"#seq": "sequence_number", "#sub": "sub_sequence_number"}
+            names |= {"#pos": "position", "#seq": "sequence_number", "#sub": "sub_sequence_number"}
             sets += ["#pos = :pos", "#seq = :seq", "#sub = :sub"]
             # Only forward. A plain write may rewrite the same position (it only counts an
             # attempt); a transaction must not, or a redelivered effect would commit twice.
