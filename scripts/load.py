@@ -293,10 +293,11 @@ class Unit:
     events: list[Event]
     lane: str
     size_bytes: int
+    keys: frozenset[str] = frozenset()  # default: the keys of `events`
 
-    @property
-    def keys(self) -> set[str]:
-        return {event.key for event in self.events}
+    def __post_init__(self) -> None:
+        if not self.keys:
+            self.keys = frozenset(event.key for event in self.events)
 
 
 def plan_batches(
