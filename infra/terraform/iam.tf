@@ -1,0 +1,81 @@
+# The function's execution role: exactly the actions the processor and its two mappings use,
+# each on the ARN of this stack's resource. Lambda polls the sources and writes on-failure
+# records with this role; the handler reads and writes checkpoints, writes the sink and parks
+# poison records.
+# https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#events-kinesis-permissions
+# https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html#events-dynamodb-permissions
+
+resource "aws_iam_role" "processor" {
+  name = "${var.name}-processor"
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "lambda.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "processor" {
+  name = "${var.name}-processor"
+  role = aws_iam_role.processor.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid    = "ReadKinesisStream"
+        Effect = "Allow"
+        Action = [
+          "kinesis:DescribeStream",
+          "kinesis:DescribeStreamSummary",
+          "kinesis:GetRecords",
+          "kinesis:GetShardIterator",
+          "kinesis:ListShards",
+        ]
+        Resource = [aws_kinesis_stream.events.arn]
+      },
+      {
+        Sid    = "ReadDynamoDBStream"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:DescribeStream",
+          "dynamodb:GetRecords",
+          "dynamodb:GetShardIterator",
+          "dynamodb:ListStreams",
+        ]
+        Resource = [aws_dynamodb_table.source.stream_arn]
+      },
+      {
+        # Conditional, forward-only checkpoint writes, optionally in one transaction with the
+        # sink's write (TransactWriteItems is authorised per item action).
+        Sid    = "ReadWriteCheckpointsAndSink"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:BatchGetItem",
+          "dynamodb:ConditionCheckItem",
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+        ]
+        Resource = [aws_dynamodb_table.checkpoints.arn, aws_dynamodb_table.sink.arn]
+      },
+      {
+        # The handler parks poison records; Lambda itself sends on-failure records.
+        Sid      = "SendToQueues"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [aws_sqs_queue.poison.arn, aws_sqs_queue.on_failure.arn]
+      },
+      {
+        Sid      = "WriteOwnLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = ["${aws_cloudwatch_log_group.processor.arn}:*"]
+      },
+    ]
+  })
+}

