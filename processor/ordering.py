@@ -26,8 +26,9 @@ from processor.poison import PoisonSink, build_poison_message, utc_now
 from processor.records import BatchItem, Position, Record, Unparseable, parse_event
 
 RecordHandler = Callable[[Record], Sequence[dict] | None]
-"""The user's business logic. Raise to fail the record. Return DynamoDB TransactWriteItems
-items to have them committed in one transaction with the record's checkpoint."""
+"""The user's business logic. Raise to fail the record. Return a list of DynamoDB
+TransactWriteItems items to have them committed in one transaction with the record's
+checkpoint; any other return value is ignored."""
 
 MIN_SAFETY_MARGIN_MS = 200
 MAX_SAFETY_MARGIN_MS = 10_000
@@ -53,34 +54,48 @@ class BatchResult:
 
 @dataclass
 class _Batch:
-    """Mutable state of one invocation."""
+    """Mutable state of one invocation. Checkpoint writes are built once, at the flush."""
 
     states: dict[CheckpointKey, KeyState]
-    pending: dict[CheckpointKey, CheckpointUpdate] = field(default_factory=dict)
     positions: dict[CheckpointKey, Position | None] = field(default_factory=dict)
+    failures: dict[CheckpointKey, tuple[Position, int, str]] = field(default_factory=dict)
+    dirty: set[CheckpointKey] = field(default_factory=set)
     blocked: set[CheckpointKey] = field(default_factory=set)
     retry_from: BatchItem | None = None
 
     def position(self, key: CheckpointKey) -> Position | None:
-        if key in self.positions:
+        try:
             return self.positions[key]
-        state = self.states.get(key)
-        return state.position if state else None
+        except KeyError:
+            state = self.states.get(key)
+            position = self.positions[key] = state.position if state else None
+            return position
 
     def advance(self, key: CheckpointKey, position: Position | None) -> None:
-        if position is None:
-            return
-        self.positions[key] = position
-        self.pending[key] = CheckpointUpdate(key=key, position=position)
+        if position is not None:
+            self.positions[key] = position
+            self.dirty.add(key)
 
     def record_failure(self, key: CheckpointKey, position: Position, attempts: int, at: str):
-        self.pending[key] = CheckpointUpdate(
-            key=key,
-            position=self.positions.get(key),
-            failing_position=position,
-            attempts=attempts,
-            first_failure_at=at,
-        )
+        self.failures[key] = (position, attempts, at)
+        self.dirty.add(key)
+
+    def committed(self, key: CheckpointKey, position: Position) -> None:
+        """The store already holds this key at `position` (a transaction wrote it)."""
+        self.positions[key] = position
+        self.dirty.discard(key)
+
+    def updates(self) -> list[CheckpointUpdate]:
+        updates = []
+        for key in self.dirty:
+            position = self.positions.get(key)
+            key = CheckpointKey._make(key)
+            if key in self.failures:
+                failing, attempts, first_failure_at = self.failures[key]
+                updates.append(CheckpointUpdate(key, position, failing, attempts, first_failure_at))
+            else:
+                updates.append(CheckpointUpdate(key, position))
+        return updates
 
     def retry_from_here(self, item: BatchItem | None) -> None:
         if item is None:
@@ -121,24 +136,17 @@ class OrderedProcessor:
         started = time.monotonic()
         deadline = self._deadline(context, started)
         items = parse_event(event)
-        keys = {_key(item) for item in items}
+        # Plain tuples: they hash and compare equal to CheckpointKey and are cheaper to build.
+        keyed = [((i.event_source_arn, i.shard_id, i.partition_key), i) for i in items]
+        keys = {CheckpointKey._make(key) for key, _ in keyed}
         # A store that cannot be read raises here, before anything ran: Lambda retries.
         batch = _Batch(states=self.checkpoints.load(keys) if keys else {})
         result = BatchResult(response=success_response())
         try:
-            for index, item in enumerate(items):
-                if deadline is not None and time.monotonic() >= deadline:
-                    result.unprocessed = len(items) - index
-                    batch.retry_from_here(_first_with_sequence_number(items[index:]))
-                    self.logger.warning(
-                        "time budget reached: leaving the rest of the batch for the retry",
-                        extra={"unprocessed": result.unprocessed, **_coordinates(item)},
-                    )
-                    break
-                self._run(item, batch, result)
+            self._run_all(keyed, batch, result, deadline)
         finally:
             # Flushed on success and before any re-raise (the applied records stay applied).
-            self.checkpoints.save(list(batch.pending.values()))
+            self.checkpoints.save(batch.updates())
         if batch.retry_from is not None:
             result.resume_point = batch.retry_from.sequence_number
             result.response = failure_response(result.resume_point)
@@ -147,30 +155,47 @@ class OrderedProcessor:
         self.last_result = result
         return result
 
-    def _run(self, item: BatchItem, batch: _Batch, result: BatchResult) -> None:
-        key = _key(item)
-        if key in batch.blocked:
-            result.blocked += 1
-            return
-        if isinstance(item, Unparseable):
-            self._park(item, item.error, attempts=1, first_failure_at=utc_now())
-            batch.advance(key, item.position)
-            result.parked += 1
-            return
-        current = batch.position(key)
-        if current is not None and item.position <= current:
-            result.duplicates += 1
-            return
-        try:
-            effects = self.apply(item)
-        except Exception as exc:  # any failure of user code is the record's, not the batch's
-            self._fail(item, key, exc, batch, result)
-            return
-        if effects:
-            self._commit_with_effects(item, key, list(effects), batch, result)
-            return
-        batch.advance(key, item.position)
-        result.applied += 1
+    def _run_all(
+        self, keyed: list, batch: _Batch, result: BatchResult, deadline: float | None
+    ) -> None:
+        # The per-record loop: the common path (a new record that applies) stays inline.
+        apply, positions, dirty, blocked = self.apply, batch.positions, batch.dirty, batch.blocked
+        for index, (key, item) in enumerate(keyed):
+            if deadline is not None and time.monotonic() >= deadline:
+                self._stop_for_time(keyed, index, batch, result)
+                return
+            if key in blocked:
+                result.blocked += 1
+                continue
+            if type(item) is Unparseable:
+                self._park(item, item.error, attempts=1, first_failure_at=utc_now())
+                batch.advance(key, item.position)
+                result.parked += 1
+                continue
+            current = positions[key] if key in positions else batch.position(key)
+            if current is not None and item.position <= current:
+                result.duplicates += 1
+                continue
+            try:
+                effects = apply(item)
+            except Exception as exc:  # any failure of user code is the record's, not the batch's
+                self._fail(item, key, exc, batch, result)
+                continue
+            if effects and isinstance(effects, list | tuple):
+                self._commit_with_effects(item, key, list(effects), batch, result)
+                continue
+            positions[key] = item.position
+            dirty.add(key)
+            result.applied += 1
+
+    def _stop_for_time(self, keyed: list, index: int, batch: _Batch, result: BatchResult):
+        result.unprocessed = len(keyed) - index
+        rest = [item for _, item in keyed[index:]]
+        batch.retry_from_here(_first_with_sequence_number(rest))
+        self.logger.warning(
+            "time budget reached: leaving the rest of the batch for the retry",
+            extra={"unprocessed": result.unprocessed, **_coordinates(rest[0])},
+        )
 
     def _commit_with_effects(
         self,
@@ -182,7 +207,7 @@ class OrderedProcessor:
     ) -> None:
         try:
             self.checkpoints.commit_with_effects(
-                CheckpointUpdate(key=key, position=item.position), effects
+                CheckpointUpdate(key=CheckpointKey._make(key), position=item.position), effects
             )
         except StaleCheckpointError:
             # The checkpoint is already past this record: its effect was committed before.
@@ -193,8 +218,7 @@ class OrderedProcessor:
         else:
             result.applied += 1
         # Either way the store holds this key's checkpoint at or past the record now.
-        batch.positions[key] = item.position
-        batch.pending.pop(key, None)
+        batch.committed(key, item.position)
 
     def _fail(
         self, item: Record, key: CheckpointKey, exc: Exception, batch: _Batch, result: BatchResult
