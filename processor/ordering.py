@@ -138,7 +138,7 @@ class OrderedProcessor:
         items = parse_event(event)
         # Plain tuples: they hash and compare equal to CheckpointKey and are cheaper to build.
         keyed = [((i.event_source_arn, i.shard_id, i.partition_key), i) for i in items]
-        keys = {CheckpointKey._make(key) for key, _ in keyed}
+        keys = [CheckpointKey._make(key) for key in {key for key, _ in keyed}]
         # A store that cannot be read raises here, before anything ran: Lambda retries.
         batch = _Batch(states=self.checkpoints.load(keys) if keys else {})
         result = BatchResult(response=success_response())
