@@ -230,7 +230,9 @@ def assess(
         expected_last_n = applied[-1].n if applied else 0
         if row.count < expected:
             report.lost += expected - row.count
-            if row.h == prefix_h[row.count]:
+            if row.count == 0:
+                state = "none applied"
+            elif row.h == prefix_h[row.count]:
                 report.applied_in_order += row.count
                 state = f"the first {row.count} applied in order"
             else:

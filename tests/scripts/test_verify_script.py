@@ -1,0 +1,319 @@
+"""scripts/verify.py: every event applied once and in order per key, or parked with its
+payload; loss, duplicates, reorders and unexpected parks make it fail."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from scripts import verify
+from scripts.verify import ParkedEvent, SentEvent, SinkRow, assess, chain, parked_event
+
+# Given: two keys; k-1 has a poison event at n=3.
+EVENTS = [
+    SentEvent("kinesis", "k-1", 1, "p1", False),
+    SentEvent("kinesis", "k-1", 2, "p2", False),
+    SentEvent("kinesis", "k-1", 3, "p3", True),
+    SentEvent("kinesis", "k-1", 4, "p4", False),
+    SentEvent("dynamodb", "d-1", 1, "q1", False),
+    SentEvent("dynamodb", "d-1", 2, "q2", False),
+]
+
+
+def row(key: str, payloads: list[str], last_n: int) -> SinkRow:
+    h = ""
+    for payload in payloads:
+        h = chain(h, payload)
+    return SinkRow(key, last_n, len(payloads), h)
+
+
+def parked(key: str, n: int, payload: str | None, poison: bool = True) -> ParkedEvent:
+    return ParkedEvent(f"m-{key}-{n}", "kinesis", key, n, payload, poison, "PoisonEventError")
+
+
+GOOD_SINK = {"k-1": row("k-1", ["p1", "p2", "p4"], 4), "d-1": row("d-1", ["q1", "q2"], 2)}
+GOOD_PARKED = [parked("k-1", 3, "p3")]
+
+
+def test_chain_is_sha256_of_the_previous_hash_bytes_and_the_payload():
+    import hashlib
+
+    first = chain("", "a")
+    assert first == hashlib.sha256(b"a").hexdigest()
+    assert chain(first, "b") == hashlib.sha256(bytes.fromhex(first) + b"b").hexdigest()
+
+
+def test_all_applied_in_order_and_the_poison_parked_passes():
+    report = assess(EVENTS, GOOD_SINK, GOOD_PARKED)
+
+    assert report.ok
+    assert report.summary() == (
+        "verified 6 events over 2 keys: 5 applied in order, 1 parked, "
+        "0 lost, 0 duplicated, 0 out of order"
+    )
+    assert report.settled_keys == 2
+
+
+@pytest.mark.parametrize(
+    ("sink", "parked_events", "field", "expected"),
+    [
+        pytest.param(
+            {**GOOD_SINK, "k-1": row("k-1", ["p1", "p2"], 2)},
+            GOOD_PARKED,
+            "lost",
+            1,
+            id="last-event-missing",
+        ),
+        pytest.param(
+            {**GOOD_SINK, "k-1": row("k-1", ["p1", "p4"], 4)},
+            GOOD_PARKED,
+            "lost",
+            1,
+            id="middle-event-missing",
+        ),
+        pytest.param({"k-1": GOOD_SINK["k-1"]}, GOOD_PARKED, "lost", 2, id="key-never-applied"),
+        pytest.param(GOOD_SINK, [], "lost", 1, id="poison-not-parked"),
+        pytest.param(
+            {**GOOD_SINK, "d-1": row("d-1", ["q1", "q2", "q2"], 2)},
+            GOOD_PARKED,
+            "duplicated",
+            1,
+            id="applied-twice",
+        ),
+        pytest.param(
+            GOOD_SINK,
+            GOOD_PARKED + [parked("k-1", 3, "p3")],
+            "duplicated",
+            1,
+            id="parked-twice",
+        ),
+        pytest.param(
+            {**GOOD_SINK, "d-1": row("d-1", ["q2", "q1"], 1)},
+            GOOD_PARKED,
+            "out_of_order",
+            1,
+            id="swapped",
+        ),
+        pytest.param(
+            {**GOOD_SINK, "d-1": row("d-1", ["q1", "q2"], 1)},
+            GOOD_PARKED,
+            "out_of_order",
+            1,
+            id="last-n-behind",
+        ),
+        pytest.param(
+            {**GOOD_SINK, "k-1": row("k-1", ["p1", "p4"], 4)},
+            GOOD_PARKED + [parked("k-1", 2, "p2", poison=False)],
+            "unexpectedly_parked",
+            1,
+            id="healthy-event-parked",
+        ),
+        pytest.param(
+            GOOD_SINK,
+            [parked("k-1", 3, None)],
+            "unexpectedly_parked",
+            1,
+            id="parked-without-payload",
+        ),
+        pytest.param(
+            GOOD_SINK,
+            [parked("k-1", 3, "other")],
+            "unexpectedly_parked",
+            1,
+            id="parked-with-another-payload",
+        ),
+    ],
+)
+def test_a_wrong_outcome_fails(sink, parked_events, field, expected):
+    report = assess(EVENTS, sink, parked_events)
+
+    assert getattr(report, field) == expected
+    assert not report.ok
+    assert report.details
+
+
+def test_a_prefix_of_the_chain_counts_as_applied_in_order_and_the_rest_as_lost():
+    report = assess(EVENTS, {**GOOD_SINK, "k-1": row("k-1", ["p1"], 1)}, GOOD_PARKED)
+
+    assert (report.applied_in_order, report.lost) == (3, 2)
+    assert "the first 1 applied in order" in report.details[0]
+
+
+def test_keys_of_other_runs_are_ignored():
+    sink = {**GOOD_SINK, "k-9": row("k-9", ["x"], 1)}
+
+    assert assess(EVENTS, sink, GOOD_PARKED + [parked("k-9", 1, "x")]).ok
+
+
+def kinesis_poison_message(body: dict, **overrides) -> str:
+    message = {
+        "version": "1",
+        "source": "kinesis",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        "shardId": "shardId-000000000000",
+        "partitionKey": body["key"],
+        "sequenceNumber": "42",
+        "subSequenceNumber": 0,
+        "data": base64.b64encode(json.dumps(body).encode()).decode(),
+        "error": {"type": "PoisonEventError", "message": "poison", "traceback": "..."},
+        "attempts": 3,
+        "firstFailureAt": "2026-01-01T00:00:00Z",
+        "parkedAt": "2026-01-01T00:00:01Z",
+    }
+    message.update(overrides)
+    return json.dumps(message)
+
+
+def dynamodb_poison_message(key: str, n: int, payload: str) -> str:
+    image = {"pk": key, "n": n, "payload": payload, "poison": True}
+    serializer = TypeSerializer()
+    return json.dumps(
+        {
+            "version": "1",
+            "source": "dynamodb",
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+            "shardId": "",
+            "partitionKey": json.dumps({"pk": key}),
+            "sequenceNumber": "100",
+            "subSequenceNumber": 0,
+            "dynamodb": {
+                "Keys": {"pk": {"S": key}},
+                "NewImage": {k: serializer.serialize(v) for k, v in image.items()},
+                "SequenceNumber": "100",
+            },
+            "error": {"type": "PoisonEventError", "message": "poison", "traceback": "..."},
+            "attempts": 3,
+            "firstFailureAt": "2026-01-01T00:00:00Z",
+            "parkedAt": "2026-01-01T00:00:01Z",
+        }
+    )
+
+
+def test_poison_messages_of_both_sources_decode_to_their_event():
+    kinesis = parked_event(
+        "a", kinesis_poison_message({"key": "k-1", "n": 3, "payload": "p3", "poison": True})
+    )
+    dynamodb = parked_event("b", dynamodb_poison_message("d-1", 2, "q2"))
+    truncated = parked_event("c", kinesis_poison_message({"key": "k-1"}, truncated=True))
+
+    assert (kinesis.key, kinesis.n, kinesis.payload, kinesis.poison) == ("k-1", 3, "p3", True)
+    assert (dynamodb.key, dynamodb.n, dynamodb.payload, dynamodb.poison) == ("d-1", 2, "q2", True)
+    assert truncated.problem and truncated.payload is None
+
+
+# --- against the emulator --------------------------------------------------------------------
+
+
+def write_manifest(path, events: list[SentEvent]) -> None:
+    rows = [
+        {"source": e.source, "key": e.key, "n": e.n, "payload": e.payload, "poison": e.poison}
+        for e in events
+    ]
+    path.write_text(json.dumps({"version": 1, "complete": True, "events": rows}))
+
+
+def put_sink(dynamodb, table: str, rows: dict[str, SinkRow]) -> None:
+    for r in rows.values():
+        dynamodb.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": r.key},
+                "last_n": {"N": str(r.last_n)},
+                "count": {"N": str(r.count)},
+                "h": {"S": r.h},
+            },
+        )
+
+
+@pytest.fixture
+def hand_made_state(aws_session, demo_stack, tmp_path):
+    """Given the manifest of EVENTS and the poison message of k-1 n=3 on the queue."""
+    manifest = tmp_path / "manifest.json"
+    write_manifest(manifest, EVENTS)
+    aws_session.client("sqs").send_message(
+        QueueUrl=demo_stack["poison_queue_url"],
+        MessageBody=kinesis_poison_message({"key": "k-1", "n": 3, "payload": "p3", "poison": True}),
+    )
+    return manifest
+
+
+def run_verify(demo_stack, manifest, *extra: str) -> int:
+    return verify.main(["--stack", demo_stack["path"], "--manifest", str(manifest), *extra])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("sink", "exit_code", "phrase"),
+    [
+        pytest.param(GOOD_SINK, 0, "5 applied in order, 1 parked, 0 lost", id="correct"),
+        pytest.param({**GOOD_SINK, "k-1": row("k-1", ["p1", "p4"], 4)}, 1, "1 lost", id="lost"),
+        pytest.param(
+            {**GOOD_SINK, "d-1": row("d-1", ["q1", "q1", "q2"], 2)},
+            1,
+            "1 duplicated",
+            id="duplicated",
+        ),
+        pytest.param(
+            {**GOOD_SINK, "k-1": row("k-1", ["p2", "p1", "p4"], 4)},
+            1,
+            "1 out of order",
+            id="reordered",
+        ),
+    ],
+)
+def test_verify_reads_the_sink_and_the_poison_queue_and_exits_by_the_outcome(
+    aws_session, demo_stack, hand_made_state, capsys, sink, exit_code, phrase
+):
+    put_sink(aws_session.client("dynamodb"), demo_stack["sink_table_name"], sink)
+
+    code = run_verify(demo_stack, hand_made_state, "--no-wait")
+
+    assert code == exit_code
+    assert phrase in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_reading_the_poison_queue_leaves_the_messages_on_it(
+    aws_session, demo_stack, hand_made_state
+):
+    put_sink(aws_session.client("dynamodb"), demo_stack["sink_table_name"], GOOD_SINK)
+    sqs = aws_session.client("sqs")
+    for n in range(25):  # more than one receive's worth
+        sqs.send_message(QueueUrl=demo_stack["poison_queue_url"], MessageBody=f"noise {n}")
+
+    assert run_verify(demo_stack, hand_made_state, "--no-wait") == 1  # noise is unreadable
+    visible = verify.peek_queue(sqs, demo_stack["poison_queue_url"])
+
+    assert len(visible) == 26
+
+
+@pytest.mark.integration
+def test_waiting_gives_up_once_the_state_stops_changing(
+    aws_session, demo_stack, hand_made_state, capsys
+):
+    put_sink(
+        aws_session.client("dynamodb"),
+        demo_stack["sink_table_name"],
+        {"k-1": row("k-1", ["p1"], 1)},
+    )
+    started = time.monotonic()
+
+    code = run_verify(
+        demo_stack, hand_made_state, "--settle", "1", "--poll", "0.2", "--timeout", "30"
+    )
+
+    assert code == 1
+    assert time.monotonic() - started < 10
+    assert "4 lost" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_an_incomplete_manifest_is_refused(demo_stack, tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"version": 1, "complete": False, "events": []}))
+
+    assert run_verify(demo_stack, manifest, "--no-wait") == verify.EXIT_UNUSABLE
