@@ -1,0 +1,323 @@
+"""scripts/replay.py against the emulator: poison messages (payload inside) and on-failure
+records (coordinates only, read back from the stream) re-driven to a handler or the stream;
+a message is deleted only after success."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from processor.contracts import OnFailureRecord, PoisonMessage
+from scripts import replay
+from scripts.replay import HandlerTarget, QueueKind, StreamTarget
+from scripts.verify import peek_queue
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingHandler:
+    """A handler that keeps every event it is given; fails when told to."""
+
+    def __init__(self, fail: bool = False):
+        self.events: list[dict] = []
+        self.fail = fail
+
+    def __call__(self, event: dict, context) -> dict:
+        assert context.get_remaining_time_in_millis() > 0
+        self.events.append(event)
+        if self.fail:
+            raise RuntimeError("still broken")
+        return {"batchItemFailures": []}
+
+    @property
+    def records(self) -> list[dict]:
+        return [record for event in self.events for record in event["Records"]]
+
+
+def to_handler(handler: RecordingHandler) -> HandlerTarget:
+    return HandlerTarget(handler, "tests.recording", batch_size=100)
+
+
+def kinesis_poison(stack: dict, body: dict, sequence_number: str, shard_id: str) -> PoisonMessage:
+    return {
+        "version": "1",
+        "source": "kinesis",
+        "eventSourceARN": stack["kinesis_stream_arn"],
+        "shardId": shard_id,
+        "partitionKey": body["key"],
+        "sequenceNumber": sequence_number,
+        "subSequenceNumber": 0,
+        "data": base64.b64encode(json.dumps(body).encode()).decode(),
+        "error": {"type": "PoisonEventError", "message": "poison", "traceback": "Traceback..."},
+        "attempts": 3,
+        "firstFailureAt": "2026-01-01T00:00:00.000Z",
+        "parkedAt": "2026-01-01T00:00:01.000Z",
+    }
+
+
+def on_failure_record(
+    batch_info_name: str, stream_arn: str, shard_id: str, start: str, end: str, size: int
+) -> OnFailureRecord:
+    return {
+        "requestContext": {
+            "requestId": "c9b8fa9f-5a7f-4b5e-8b0e-3e4b6a1f0e00",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:demo",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "version": "1.0",
+        "timestamp": "2026-01-01T00:00:02.000Z",
+        batch_info_name: {
+            "shardId": shard_id,
+            "startSequenceNumber": start,
+            "endSequenceNumber": end,
+            "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00.000Z",
+            "approximateArrivalOfLastRecord": "2026-01-01T00:00:00.100Z",
+            "batchSize": size,
+            "streamArn": stream_arn,
+        },
+    }
+
+
+def put_events(kinesis, stack: dict, key: str, count: int) -> list[dict]:
+    """Put `count` events of one key; their PutRecord answers (ShardId, SequenceNumber)."""
+    return [
+        kinesis.put_record(
+            StreamName=stack["kinesis_stream_name"],
+            PartitionKey=key,
+            Data=json.dumps({"key": key, "n": n, "payload": f"p{n}"}).encode(),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def send(sqs, queue_url: str, body: dict) -> None:
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+
+
+def decoded(record: dict) -> dict:
+    return json.loads(base64.b64decode(record["kinesis"]["data"]))
+
+
+@pytest.fixture
+def clients(aws_session):
+    return {name: aws_session.client(name) for name in ("sqs", "kinesis", "dynamodb")}
+
+
+def test_a_poison_message_goes_to_the_handler_as_a_lambda_record_then_is_deleted(
+    demo_stack, clients
+):
+    body = {"key": "k-0001", "n": 3, "payload": "abc", "poison": True}
+    send(
+        clients["sqs"],
+        demo_stack["poison_queue_url"],
+        kinesis_poison(demo_stack, body, "7", "shardId-000000000001"),
+    )
+    handler = RecordingHandler()
+
+    summary = replay.replay(
+        {QueueKind.POISON: demo_stack["poison_queue_url"]}, to_handler(handler), out=lambda _: None
+    )
+
+    assert (summary.replayed, summary.records, summary.failed) == (1, 1, 0)
+    [record] = handler.records
+    assert decoded(record) == body
+    assert record["eventID"] == "shardId-000000000001:7"
+    assert record["eventSourceARN"] == demo_stack["kinesis_stream_arn"]
+    assert record["kinesis"]["partitionKey"] == "k-0001"
+    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
+
+
+def test_an_on_failure_batch_is_read_back_from_the_kinesis_shard_start_through_end(
+    demo_stack, clients
+):
+    written = put_events(clients["kinesis"], demo_stack, "k-0002", 6)
+    shard_id = written[0]["ShardId"]
+    send(
+        clients["sqs"],
+        demo_stack["on_failure_queue_url"],
+        on_failure_record(
+            "KinesisBatchInfo",
+            demo_stack["kinesis_stream_arn"],
+            shard_id,
+            written[1]["SequenceNumber"],
+            written[3]["SequenceNumber"],
+            3,
+        ),
+    )
+    handler = RecordingHandler()
+
+    summary = replay.replay(
+        {QueueKind.ON_FAILURE: demo_stack["on_failure_queue_url"]},
+        to_handler(handler),
+        out=lambda _: None,
+    )
+
+    assert summary.replayed == 1
+    assert [decoded(r)["n"] for r in handler.records] == [2, 3, 4]
+    assert [r["kinesis"]["sequenceNumber"] for r in handler.records] == [
+        w["SequenceNumber"] for w in written[1:4]
+    ]
+    assert peek_queue(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
+
+
+def test_an_on_failure_batch_is_read_back_from_the_dynamodb_stream(
+    aws_session, demo_stack, clients
+):
+    for n in (1, 2, 3):
+        clients["dynamodb"].put_item(
+            TableName=demo_stack["source_table_name"],
+            Item={"pk": {"S": "d-0001"}, "n": {"N": str(n)}, "payload": {"S": f"q{n}"}},
+        )
+    streams = aws_session.client("dynamodbstreams")
+    arn = demo_stack["source_table_stream_arn"]
+    shard_id = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    on_stream = streams.get_records(ShardIterator=iterator)["Records"]
+    sequence_numbers = [r["dynamodb"]["SequenceNumber"] for r in on_stream]
+    send(
+        clients["sqs"],
+        demo_stack["on_failure_queue_url"],
+        on_failure_record(
+            "DDBStreamBatchInfo", arn, shard_id, sequence_numbers[0], sequence_numbers[1], 2
+        ),
+    )
+    handler = RecordingHandler()
+
+    summary = replay.replay(
+        {QueueKind.ON_FAILURE: demo_stack["on_failure_queue_url"]},
+        to_handler(handler),
+        out=lambda _: None,
+    )
+
+    assert summary.replayed == 1
+    records = handler.records
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
+    assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "2"]
+    assert all(r["eventSourceARN"] == arn and r["eventSource"] == "aws:dynamodb" for r in records)
+    assert peek_queue(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
+
+
+def test_a_message_stays_on_the_queue_when_the_handler_fails(demo_stack, clients):
+    body = {"key": "k-0003", "n": 1, "payload": "x"}
+    send(
+        clients["sqs"],
+        demo_stack["poison_queue_url"],
+        kinesis_poison(demo_stack, body, "1", "shardId-000000000000"),
+    )
+
+    summary = replay.replay(
+        {QueueKind.POISON: demo_stack["poison_queue_url"]},
+        to_handler(RecordingHandler(fail=True)),
+        out=lambda _: None,
+    )
+
+    assert (summary.replayed, summary.failed) == (0, 1)
+    assert "still broken" in summary.lines[-1]
+    assert len(peek_queue(clients["sqs"], demo_stack["poison_queue_url"])) == 1
+
+
+def test_dry_run_and_filters_re_drive_nothing_and_keep_every_message(demo_stack, clients):
+    for n, key in enumerate(["k-0004", "k-0005"], start=1):
+        send(
+            clients["sqs"],
+            demo_stack["poison_queue_url"],
+            kinesis_poison(
+                demo_stack, {"key": key, "n": 1, "payload": "x"}, str(n), "shardId-000000000000"
+            ),
+        )
+    handler = RecordingHandler()
+    queues = {QueueKind.POISON: demo_stack["poison_queue_url"]}
+
+    dry = replay.replay(queues, to_handler(handler), dry_run=True, out=lambda _: None)
+    other_error = replay.replay(
+        queues, to_handler(handler), error_types=["KeyError"], out=lambda _: None
+    )
+    one_key = replay.replay(queues, to_handler(handler), keys=["k-0005"], out=lambda _: None)
+
+    assert (dry.replayed, dry.skipped) == (0, 2)
+    assert (other_error.replayed, other_error.skipped) == (0, 2)
+    assert (one_key.replayed, one_key.skipped) == (1, 1)
+    assert [decoded(r)["key"] for r in handler.records] == ["k-0005"]
+    left = peek_queue(clients["sqs"], demo_stack["poison_queue_url"])
+    assert [json.loads(m["Body"])["partitionKey"] for m in left] == ["k-0004"]
+
+
+def test_to_stream_puts_a_poison_record_back_on_kinesis(demo_stack, clients, capsys):
+    body = {"key": "k-0006", "n": 9, "payload": "again"}
+    send(
+        clients["sqs"],
+        demo_stack["poison_queue_url"],
+        kinesis_poison(demo_stack, body, "1", "shardId-000000000000"),
+    )
+
+    code = replay.main(["--stack", demo_stack["path"], "--from", "poison", "--to-stream"])
+
+    assert code == 0
+    assert "re-drove 1 message(s) (1 records) to its stream" in capsys.readouterr().out
+    kinesis = clients["kinesis"]
+    found = []
+    for shard in kinesis.list_shards(StreamName=demo_stack["kinesis_stream_name"])["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=demo_stack["kinesis_stream_name"],
+            ShardId=shard["ShardId"],
+            ShardIteratorType="TRIM_HORIZON",
+        )["ShardIterator"]
+        found += kinesis.get_records(ShardIterator=iterator)["Records"]
+    assert [(r["PartitionKey"], json.loads(r["Data"])) for r in found] == [("k-0006", body)]
+
+
+def test_to_stream_writes_a_dynamodb_record_back_as_its_item(aws_session, demo_stack, clients):
+    image = {
+        "pk": {"S": "d-0009"},
+        "n": {"N": "4"},
+        "payload": {"S": "z"},
+        "poison": {"BOOL": True},
+    }
+    message: PoisonMessage = {
+        **kinesis_poison(demo_stack, {"key": "d-0009"}, "5", ""),
+        "source": "dynamodb",
+        "eventSourceARN": demo_stack["source_table_stream_arn"],
+        "partitionKey": json.dumps({"pk": "d-0009"}),
+        "dynamodb": {"Keys": {"pk": {"S": "d-0009"}}, "NewImage": image, "SequenceNumber": "5"},
+    }
+    del message["data"]
+    send(clients["sqs"], demo_stack["poison_queue_url"], message)
+
+    summary = replay.replay(
+        {QueueKind.POISON: demo_stack["poison_queue_url"]}, StreamTarget(), out=lambda _: None
+    )
+
+    assert summary.replayed == 1
+    item = clients["dynamodb"].get_item(
+        TableName=demo_stack["source_table_name"], Key={"pk": {"S": "d-0009"}}
+    )["Item"]
+    assert item == image
+    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
+
+
+def test_a_truncated_poison_message_is_read_back_from_the_stream(demo_stack, clients):
+    written = put_events(clients["kinesis"], demo_stack, "k-0007", 2)
+    message = kinesis_poison(
+        demo_stack, {"key": "k-0007"}, written[1]["SequenceNumber"], written[1]["ShardId"]
+    )
+    del message["data"]
+    message["truncated"] = True
+    send(clients["sqs"], demo_stack["poison_queue_url"], message)
+    handler = RecordingHandler()
+
+    summary = replay.replay(
+        {QueueKind.POISON: demo_stack["poison_queue_url"]}, to_handler(handler), out=lambda _: None
+    )
+
+    assert summary.replayed == 1
+    assert [decoded(r) for r in handler.records] == [{"key": "k-0007", "n": 2, "payload": "p2"}]
