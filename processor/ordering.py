@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from processor.checkpoint import CheckpointKey, CheckpointStore, CheckpointUpdate, KeyState
@@ -52,49 +52,48 @@ class BatchResult:
     resume_point: str | None = None  # the one batchItemFailures identifier, if any
 
 
-@dataclass
 class _Batch:
-    """Mutable state of one invocation. Checkpoint writes are built once, at the flush."""
+    """Mutable state of one invocation, indexed by key id (a key's first index in `keys`).
 
-    states: dict[CheckpointKey, KeyState]
-    positions: dict[CheckpointKey, Position | None] = field(default_factory=dict)
-    failures: dict[CheckpointKey, tuple[Position, int, str]] = field(default_factory=dict)
-    dirty: set[CheckpointKey] = field(default_factory=set)
-    blocked: set[CheckpointKey] = field(default_factory=set)
-    retry_from: BatchItem | None = None
+    Lists indexed by small integers keep the per-record loop free of tuple hashing; the
+    checkpoint writes are built once, at the flush.
+    """
 
-    def position(self, key: CheckpointKey) -> Position | None:
-        try:
-            return self.positions[key]
-        except KeyError:
-            state = self.states.get(key)
-            position = self.positions[key] = state.position if state else None
-            return position
+    def __init__(self, keys: list[CheckpointKey], states: dict[CheckpointKey, KeyState]):
+        self.keys = keys
+        self.states = [states.get(key) or _NO_STATE for key in keys]
+        self.positions: list[Position | None] = [state.position for state in self.states]
+        self.blocked = [False] * len(keys)
+        self.dirty = [False] * len(keys)
+        self.failures: dict[int, tuple[Position, int, str]] = {}
+        self.retry_from: BatchItem | None = None
 
-    def advance(self, key: CheckpointKey, position: Position | None) -> None:
+    def advance(self, key_id: int, position: Position | None) -> None:
         if position is not None:
-            self.positions[key] = position
-            self.dirty.add(key)
+            self.positions[key_id] = position
+            self.dirty[key_id] = True
 
-    def record_failure(self, key: CheckpointKey, position: Position, attempts: int, at: str):
-        self.failures[key] = (position, attempts, at)
-        self.dirty.add(key)
+    def record_failure(self, key_id: int, position: Position, attempts: int, at: str) -> None:
+        self.failures[key_id] = (position, attempts, at)
+        self.dirty[key_id] = True
+        self.blocked[key_id] = True
 
-    def committed(self, key: CheckpointKey, position: Position) -> None:
+    def committed(self, key_id: int, position: Position) -> None:
         """The store already holds this key at `position` (a transaction wrote it)."""
-        self.positions[key] = position
-        self.dirty.discard(key)
+        self.positions[key_id] = position
+        self.dirty[key_id] = False
 
     def updates(self) -> list[CheckpointUpdate]:
         updates = []
-        for key in self.dirty:
-            position = self.positions.get(key)
-            key = CheckpointKey._make(key)
-            if key in self.failures:
-                failing, attempts, first_failure_at = self.failures[key]
-                updates.append(CheckpointUpdate(key, position, failing, attempts, first_failure_at))
-            else:
-                updates.append(CheckpointUpdate(key, position))
+        for key_id, dirty in enumerate(self.dirty):
+            if not dirty:
+                continue
+            update = CheckpointUpdate(self.keys[key_id], self.positions[key_id])
+            if key_id in self.failures:
+                update.failing_position, update.attempts, update.first_failure_at = self.failures[
+                    key_id
+                ]
+            updates.append(update)
         return updates
 
     def retry_from_here(self, item: BatchItem | None) -> None:
@@ -103,6 +102,10 @@ class _Batch:
         current = self.retry_from
         if current is None or int(item.sequence_number) < int(current.sequence_number):
             self.retry_from = item
+
+
+_NO_STATE = KeyState()
+_EFFECT_TYPES = (list, tuple)  # a tuple: isinstance() with a union type is slower
 
 
 class OrderedProcessor:
@@ -136,14 +139,17 @@ class OrderedProcessor:
         started = time.monotonic()
         deadline = self._deadline(context, started)
         items = parse_event(event)
-        # Plain tuples: they hash and compare equal to CheckpointKey and are cheaper to build.
-        keyed = [((i.event_source_arn, i.shard_id, i.partition_key), i) for i in items]
-        keys = [CheckpointKey._make(key) for key in {key for key, _ in keyed}]
+        ids: dict[tuple[str, str, str], int] = {}
+        key_ids = [
+            ids.setdefault((i.event_source_arn, i.shard_id, i.partition_key), len(ids))
+            for i in items
+        ]
+        keys = [CheckpointKey._make(key) for key in ids]  # in id order
         # A store that cannot be read raises here, before anything ran: Lambda retries.
-        batch = _Batch(states=self.checkpoints.load(keys) if keys else {})
+        batch = _Batch(keys, self.checkpoints.load(keys) if keys else {})
         result = BatchResult(response=success_response())
         try:
-            self._run_all(keyed, batch, result, deadline)
+            self._run_all(items, key_ids, batch, result, deadline)
         finally:
             # Flushed on success and before any re-raise (the applied records stay applied).
             self.checkpoints.save(batch.updates())
@@ -156,41 +162,45 @@ class OrderedProcessor:
         return result
 
     def _run_all(
-        self, keyed: list, batch: _Batch, result: BatchResult, deadline: float | None
+        self,
+        items: list[BatchItem],
+        key_ids: list[int],
+        batch: _Batch,
+        result: BatchResult,
+        deadline: float | None,
     ) -> None:
         # The per-record loop: the common path (a new record that applies) stays inline.
         apply, positions, dirty, blocked = self.apply, batch.positions, batch.dirty, batch.blocked
-        for index, (key, item) in enumerate(keyed):
+        for index, (key_id, item) in enumerate(zip(key_ids, items, strict=True)):
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop_for_time(keyed, index, batch, result)
+                self._stop_for_time(items[index:], batch, result)
                 return
-            if key in blocked:
+            if blocked[key_id]:
                 result.blocked += 1
                 continue
             if type(item) is Unparseable:
                 self._park(item, item.error, attempts=1, first_failure_at=utc_now())
-                batch.advance(key, item.position)
+                batch.advance(key_id, item.position)
                 result.parked += 1
                 continue
-            current = positions[key] if key in positions else batch.position(key)
+            current = positions[key_id]
             if current is not None and item.position <= current:
                 result.duplicates += 1
                 continue
             try:
                 effects = apply(item)
             except Exception as exc:  # any failure of user code is the record's, not the batch's
-                self._fail(item, key, exc, batch, result)
+                self._fail(item, key_id, exc, batch, result)
                 continue
-            if effects and isinstance(effects, list | tuple):
-                self._commit_with_effects(item, key, list(effects), batch, result)
+            if effects and isinstance(effects, _EFFECT_TYPES):
+                self._commit_with_effects(item, key_id, list(effects), batch, result)
                 continue
-            positions[key] = item.position
-            dirty.add(key)
+            positions[key_id] = item.position
+            dirty[key_id] = True
             result.applied += 1
 
-    def _stop_for_time(self, keyed: list, index: int, batch: _Batch, result: BatchResult):
-        result.unprocessed = len(keyed) - index
-        rest = [item for _, item in keyed[index:]]
+    def _stop_for_time(self, rest: list[BatchItem], batch: _Batch, result: BatchResult):
+        result.unprocessed = len(rest)
         batch.retry_from_here(_first_with_sequence_number(rest))
         self.logger.warning(
             "time budget reached: leaving the rest of the batch for the retry",
@@ -200,30 +210,30 @@ class OrderedProcessor:
     def _commit_with_effects(
         self,
         item: Record,
-        key: CheckpointKey,
+        key_id: int,
         effects: list[dict],
         batch: _Batch,
         result: BatchResult,
     ) -> None:
         try:
             self.checkpoints.commit_with_effects(
-                CheckpointUpdate(key=CheckpointKey._make(key), position=item.position), effects
+                CheckpointUpdate(batch.keys[key_id], item.position), effects
             )
         except StaleCheckpointError:
             # The checkpoint is already past this record: its effect was committed before.
             result.duplicates += 1
         except EffectRejectedError as exc:
-            self._fail(item, key, exc, batch, result)
+            self._fail(item, key_id, exc, batch, result)
             return
         else:
             result.applied += 1
         # Either way the store holds this key's checkpoint at or past the record now.
-        batch.committed(key, item.position)
+        batch.committed(key_id, item.position)
 
     def _fail(
-        self, item: Record, key: CheckpointKey, exc: Exception, batch: _Batch, result: BatchResult
+        self, item: Record, key_id: int, exc: Exception, batch: _Batch, result: BatchResult
     ) -> None:
-        state = batch.states.get(key, KeyState())
+        state = batch.states[key_id]
         attempts = state.attempts_at(item.position) + 1
         first_failure_at = (
             state.first_failure_at
@@ -233,7 +243,7 @@ class OrderedProcessor:
         coordinates = _coordinates(item)
         if attempts >= self.max_attempts:
             self._park(item, exc, attempts=attempts, first_failure_at=first_failure_at)
-            batch.advance(key, item.position)
+            batch.advance(key_id, item.position)
             result.parked += 1
             return
         self.logger.warning(
@@ -246,8 +256,7 @@ class OrderedProcessor:
                 "error": str(exc),
             },
         )
-        batch.record_failure(key, item.position, attempts, first_failure_at)
-        batch.blocked.add(key)
+        batch.record_failure(key_id, item.position, attempts, first_failure_at)
         batch.retry_from_here(item)
         result.failed += 1
 
@@ -314,10 +323,6 @@ class OrderedProcessor:
 
 def _first_with_sequence_number(items: Sequence[BatchItem]) -> BatchItem | None:
     return next((item for item in items if item.sequence_number is not None), None)
-
-
-def _key(item: BatchItem) -> CheckpointKey:
-    return CheckpointKey(item.event_source_arn, item.shard_id, item.partition_key)
 
 
 def _coordinates(item: BatchItem) -> dict:
