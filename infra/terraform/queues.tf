@@ -3,7 +3,7 @@
 # scripts/replay.py is the way out.
 
 locals {
-  queue_retention_s = 14 * 24 * 3600
+  queue_retention_s = 1209600 # 14 days, the SQS maximum
 }
 
 resource "aws_sqs_queue" "poison" {

@@ -1,0 +1,214 @@
+"""The real configuration (infra/terraform/), read with python-hcl2, and Terraform's own
+checks of it and of the generated offline copy. No server needed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REAL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
+
+# Every argument an ordered-processing mapping must set explicitly (DESIGN.md, Infrastructure).
+MAPPING_ARGUMENTS = (
+    "function_response_types",
+    "bisect_batch_on_function_error",
+    "maximum_retry_attempts",
+    "maximum_record_age_in_seconds",
+    "parallelization_factor",
+    "starting_position",
+    "batch_size",
+    "maximum_batching_window_in_seconds",
+)
+
+# The keys scripts/ read from build/stack.json (make infra-up flattens the outputs into it).
+STACK_JSON_KEYS = (
+    "kinesis_stream_name",
+    "kinesis_stream_arn",
+    "source_table_name",
+    "source_table_stream_arn",
+    "checkpoint_table_name",
+    "sink_table_name",
+    "poison_queue_url",
+    "poison_queue_arn",
+    "on_failure_queue_url",
+    "on_failure_queue_arn",
+    "function_name",
+    "function_arn",
+)
+
+
+def _resources(config, type_):
+    return config["resource"].get(type_, {})
+
+
+def _single(config, type_, name):
+    return _resources(config, type_)[name]
+
+
+# --- provider and endpoints -------------------------------------------------------------------
+
+
+def test_the_real_configuration_requires_the_modern_provider(real_config):
+    (terraform,) = real_config["terraform"]
+    (providers,) = terraform["required_providers"]
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 5.0"}
+
+
+def test_every_provider_endpoint_comes_from_the_endpoint_variables(real_config):
+    provider = real_config["provider"]["aws"]
+    (endpoints,) = provider["endpoints"]
+    services = set(real_config["locals"]["endpoint_services"])
+    assert set(endpoints) == services
+    assert all(expr == f"${{local.endpoints.{svc}}}" for svc, expr in endpoints.items())
+    resolution = real_config["locals"]["endpoints"]
+    assert "var.endpoints" in resolution and "var.endpoint_url" in resolution
+
+
+def test_emulator_checks_are_skipped_only_through_a_variable(real_config):
+    provider = real_config["provider"]["aws"]
+    skips = {name: value for name, value in provider.items() if name.startswith("skip_")}
+    assert skips and set(skips.values()) == {"${var.emulator}"}
+    assert real_config["variable"]["emulator"]["default"] is False
+
+
+def test_every_variable_has_a_type_and_a_description(real_config):
+    for name, variable in real_config["variable"].items():
+        assert variable.get("description"), name
+        assert variable.get("type"), name
+
+
+# --- the mappings -----------------------------------------------------------------------------
+
+
+def test_one_mapping_per_source(real_config):
+    mappings = _resources(real_config, "aws_lambda_event_source_mapping")
+    assert list(mappings) == ["source"]
+    assert mappings["source"]["for_each"] == "${local.event_sources}"
+    assert real_config["locals"]["event_sources"] == {
+        "kinesis": "${aws_kinesis_stream.events.arn}",
+        "dynamodb": "${aws_dynamodb_table.source.stream_arn}",
+    }
+
+
+@pytest.mark.parametrize("argument", MAPPING_ARGUMENTS)
+def test_every_mapping_sets_the_argument(real_config, argument):
+    for name, mapping in _resources(real_config, "aws_lambda_event_source_mapping").items():
+        assert mapping.get(argument) not in (None, ""), f"{name}: {argument} is not set"
+
+
+def test_mappings_report_batch_item_failures(real_config):
+    for mapping in _resources(real_config, "aws_lambda_event_source_mapping").values():
+        assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+
+
+def test_mappings_send_exhausted_batches_to_the_on_failure_queue(real_config):
+    for mapping in _resources(real_config, "aws_lambda_event_source_mapping").values():
+        (destination,) = mapping["destination_config"]
+        (on_failure,) = destination["on_failure"]
+        assert on_failure["destination_arn"] == "${aws_sqs_queue.on_failure.arn}"
+
+
+# --- sources, tables, queues, function --------------------------------------------------------
+
+
+def test_source_table_streams_both_images(real_config):
+    table = _single(real_config, "aws_dynamodb_table", "source")
+    assert table["hash_key"] == "pk"
+    assert table["attribute"] == [{"name": "pk", "type": "S"}]
+    assert table["stream_enabled"] is True
+    assert table["stream_view_type"] == "NEW_AND_OLD_IMAGES"
+
+
+def test_checkpoint_table_is_on_demand_with_ttl_and_point_in_time_recovery(real_config):
+    table = _single(real_config, "aws_dynamodb_table", "checkpoints")
+    assert table["hash_key"] == "pk"
+    assert table["attribute"] == [{"name": "pk", "type": "S"}]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["ttl"] == [{"attribute_name": "expires_at", "enabled": True}]
+    assert table["point_in_time_recovery"] == [{"enabled": True}]
+
+
+def test_sink_table_is_keyed_by_pk(real_config):
+    table = _single(real_config, "aws_dynamodb_table", "sink")
+    assert table["hash_key"] == "pk"
+    assert table["attribute"] == [{"name": "pk", "type": "S"}]
+
+
+def test_queues_are_the_last_stop(real_config):
+    queues = _resources(real_config, "aws_sqs_queue")
+    assert set(queues) == {"poison", "on_failure"}
+    assert real_config["locals"]["queue_retention_s"] == 14 * 24 * 3600
+    for name, queue in queues.items():
+        assert "redrive_policy" not in queue, name
+        assert queue["message_retention_seconds"] == "${local.queue_retention_s}", name
+        assert queue["sqs_managed_sse_enabled"] is True, name
+
+
+def test_function_runs_the_handler_on_python_3_12(real_config):
+    function = _single(real_config, "aws_lambda_function", "processor")
+    assert function["runtime"] == "python3.12"
+    assert function["handler"] == "processor.handler.handler"
+    assert function["source_code_hash"] == "${filebase64sha256(var.lambda_zip)}"
+    (environment,) = function["environment"]
+    assert set(environment["variables"]) == {
+        "CHECKPOINT_TABLE",
+        "SINK_TABLE",
+        "POISON_QUEUE_URL",
+        "MAX_ATTEMPTS",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+
+
+def test_log_group_has_a_retention_and_exists_before_the_function(real_config):
+    group = _single(real_config, "aws_cloudwatch_log_group", "processor")
+    assert group["retention_in_days"] == "${var.log_retention_days}"
+    function = _single(real_config, "aws_lambda_function", "processor")
+    assert "${aws_cloudwatch_log_group.processor}" in function["depends_on"]
+
+
+def test_alarms_watch_iterator_age_errors_and_queue_depth(real_config):
+    alarms = _resources(real_config, "aws_cloudwatch_metric_alarm")
+    watched = {(alarm["namespace"], alarm["metric_name"]) for alarm in alarms.values()}
+    assert watched == {
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    }
+    assert real_config["locals"]["queue_alarms"] == {
+        "poison": "${aws_sqs_queue.poison.name}",
+        "on-failure": "${aws_sqs_queue.on_failure.name}",
+    }
+
+
+def test_outputs_cover_what_the_scripts_read(real_config):
+    assert set(STACK_JSON_KEYS) <= set(real_config["output"])
+
+
+# --- Terraform's own checks -------------------------------------------------------------------
+
+
+def _run(cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def test_real_configuration_is_terraform_fmt_clean(terraform):
+    result = _run([terraform, "fmt", "-check", "-diff", str(REAL_CONFIG_DIR)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_offline_copy_is_terraform_fmt_clean(terraform, offline_copy):
+    work_dir, _ = offline_copy
+    result = _run([terraform, "fmt", "-check", "-diff", str(work_dir)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_offline_copy_validates_against_provider_3_39(terraform, offline_copy):
+    work_dir, env = offline_copy
+    result = _run([terraform, f"-chdir={work_dir}", "validate", "-no-color"], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lock = (work_dir / ".terraform.lock.hcl").read_text()
+    assert 'version     = "3.39.0"' in lock
