@@ -1,4 +1,5 @@
-"""Where the demo app's resources are: `build/stack.json` (written by `make infra-up`) or flags.
+"""Where the demo app's resources are: `build/stack.json` (written by `make infra-up`), the
+output of `terraform output -json`, or flags.
 
 load.py, verify.py and replay.py share these options, so one stack file drives all three and
 any name can be overridden on the command line (handy against resources made by hand).
@@ -45,7 +46,10 @@ def resolve_stack(args: argparse.Namespace, *keys: str) -> dict[str, str | None]
     outputs: dict[str, str | None] = {}
     stack_file = Path(args.stack) if args.stack else DEFAULT_STACK_FILE
     if args.stack or stack_file.exists():
-        outputs.update(json.loads(stack_file.read_text()))
+        for key, value in json.loads(stack_file.read_text()).items():
+            # `terraform output -json` wraps each value: {"value": ..., "type": ...}
+            is_wrapped = isinstance(value, dict) and "value" in value
+            outputs[key] = value["value"] if is_wrapped else value
     for key in keys:
         override = getattr(args, key, None)
         if override:
