@@ -1,9 +1,12 @@
 # Terraform stack (infra/terraform/): make infra-up / make infra-down, and the Lambda zip.
 # Against AWS_ENDPOINT_URL, or the embedded emulator when it is unset (started by infra-up,
 # stopped by infra-down). INFRA_PROVIDER=registry applies the real configuration with the
-# provider from the registry instead of the offline 3.39 adapter.
+# provider from the registry instead of the offline 3.39 adapter; INFRA_ON_AWS=1 targets AWS
+# itself with your credentials (no emulator).
 
 INFRA_PROVIDER ?= offline
+INFRA_ON_AWS ?=
+INFRA_FLAGS = --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP) $(if $(INFRA_ON_AWS),--aws)
 LAMBDA_ZIP := build/lambda.zip
 LAMBDA_SOURCES := $(shell find processor -name '*.py' 2>/dev/null)
 
@@ -15,12 +18,12 @@ $(LAMBDA_ZIP): $(LAMBDA_SOURCES) pyproject.toml scripts/infra_lambda_zip.py | $(
 lambda-zip: $(LAMBDA_ZIP)
 
 infra-up: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py up --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP)
+	$(PY) scripts/infra_stack.py up $(INFRA_FLAGS)
 
 infra-plan: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py plan --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP)
+	$(PY) scripts/infra_stack.py plan $(INFRA_FLAGS)
 
 infra-down: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py down --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP)
+	$(PY) scripts/infra_stack.py down $(INFRA_FLAGS)
 
 TEST_PREREQS += $(LAMBDA_ZIP)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -400,18 +402,27 @@ def prepare_provider_mirror(mirror_dir: Path) -> Path:
     mirror_dir = mirror_dir.resolve()
     platform_dir = mirror_dir / PROVIDER_ADDRESS / PROVIDER_VERSION / PROVIDER_PLATFORM
     if not any(platform_dir.glob("terraform-provider-aws_*")):
-        tmp = platform_dir.with_name(PROVIDER_PLATFORM + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with zipfile.ZipFile(provider_zip()) as archive:
-            for member in archive.infolist():
-                target = tmp / member.filename
-                archive.extract(member, tmp)
-                target.chmod(0o755)
-        shutil.rmtree(platform_dir, ignore_errors=True)
-        tmp.rename(platform_dir)
+        platform_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Unpack beside it and rename: a concurrent run never sees a half-written binary.
+        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=platform_dir.parent))
+        try:
+            with zipfile.ZipFile(provider_zip()) as archive:
+                for member in archive.infolist():
+                    archive.extract(member, tmp)
+                    (tmp / member.filename).chmod(0o755)
+            try:
+                tmp.rename(platform_dir)
+            except OSError:  # another run got there first
+                if not any(platform_dir.glob("terraform-provider-aws_*")):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     config = mirror_dir / "terraform.rc"
-    config.write_text(cli_config(mirror_dir))
+    text = cli_config(mirror_dir)
+    if not config.exists() or config.read_text() != text:
+        tmp_config = config.with_name(f".{config.name}.{os.getpid()}")
+        tmp_config.write_text(text)
+        tmp_config.replace(config)
     return config
 
 

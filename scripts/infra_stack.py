@@ -6,7 +6,8 @@
 
 With AWS_ENDPOINT_URL unset, `up` starts the embedded emulator (scripts/emulator.py) and leaves
 it running; `down` destroys the stack there and stops it. Per-service endpoint variables
-(AWS_ENDPOINT_URL_KINESIS, ...) are passed on as per-service endpoints.
+(AWS_ENDPOINT_URL_KINESIS, ...) are passed on as per-service endpoints. `--aws` targets AWS
+itself with the caller's credentials and starts nothing.
 
 The provider: `--provider offline` (the default) runs the 3.39 copy that
 scripts/infra_offline.py derives, with the provider from the PyPI mirror (no download);
@@ -112,6 +113,20 @@ def running_embedded_emulator(state_file: Path = EMULATOR_STATE_FILE) -> str | N
         return None
 
 
+def parse_assignments(assignments: list[str]) -> dict[str, object]:
+    """`--var NAME=VALUE` flags: JSON values (numbers, booleans, lists, maps) or strings."""
+    variables: dict[str, object] = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--var {assignment!r}: expected NAME=VALUE")
+        try:
+            variables[name] = json.loads(value)
+        except json.JSONDecodeError:
+            variables[name] = value
+    return variables
+
+
 def start_embedded_emulator() -> str:
     running = running_embedded_emulator()
     if running:
@@ -149,21 +164,23 @@ def prepare(args: argparse.Namespace, environ: dict[str, str]) -> Stack:
     }
     if args.name:
         variables["name"] = args.name
-    for assignment in args.var:
-        name, _, value = assignment.partition("=")
-        try:
-            variables[name] = json.loads(value)  # numbers, booleans, lists, maps
-        except json.JSONDecodeError:
-            variables[name] = value
+    variables.update(parse_assignments(args.var))
     (work_dir / VARS_FILE).write_text(json.dumps(variables, indent=2) + "\n")
     stack = Stack(work_dir=work_dir, provider=args.provider, env=env)
     stack.terraform("init", "-input=false", "-no-color")
     return stack
 
 
-def resolve_endpoint(command: str, environ: dict[str, str]) -> tuple[dict[str, str], bool]:
-    """The environment to run in and whether the embedded emulator is ours to manage."""
+def resolve_endpoint(args: argparse.Namespace, environ: dict[str, str]) -> tuple[dict, bool]:
+    """The environment to run in and whether the embedded emulator is ours to manage.
+
+    `--aws`: AWS itself, with the caller's credentials; nothing is started or faked.
+    """
     env = dict(environ)
+    if args.aws:
+        if env.get("AWS_ENDPOINT_URL"):
+            raise SystemExit("--aws with AWS_ENDPOINT_URL set: unset it or drop --aws")
+        return env, False
     embedded = not env.get("AWS_ENDPOINT_URL")
     if embedded:
         env["AWS_ENDPOINT_URL"] = start_embedded_emulator()
@@ -173,10 +190,14 @@ def resolve_endpoint(command: str, environ: dict[str, str]) -> tuple[dict[str, s
     return env, embedded
 
 
+def _target(env: dict[str, str]) -> str:
+    return env.get("AWS_ENDPOINT_URL") or "AWS"
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if not args.lambda_zip.exists():
         infra_lambda_zip.build(args.lambda_zip)
-    env, _ = resolve_endpoint("up", dict(os.environ))
+    env, _ = resolve_endpoint(args, dict(os.environ))
     stack = prepare(args, env)
     started = time.monotonic()
     stack.terraform("apply", "-input=false", "-auto-approve", "-no-color")
@@ -185,12 +206,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     args.stack_json.parent.mkdir(parents=True, exist_ok=True)
     args.stack_json.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
     print(f"stack outputs: {args.stack_json}")
-    print(f"apply: {apply_s:.1f} s ({stack.provider} provider, {env['AWS_ENDPOINT_URL']})")
+    print(f"apply: {apply_s:.1f} s ({stack.provider} provider, {_target(env)})")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    env, _ = resolve_endpoint("plan", dict(os.environ))
+    env, _ = resolve_endpoint(args, dict(os.environ))
     stack = prepare(args, env)
     return stack.terraform(
         "plan", "-input=false", "-no-color", "-detailed-exitcode", ok_codes=(0, 2)
@@ -198,7 +219,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    env, embedded = resolve_endpoint("down", dict(os.environ))
+    env, embedded = resolve_endpoint(args, dict(os.environ))
     if not args.lambda_zip.exists():  # destroy still evaluates filebase64sha256(var.lambda_zip)
         infra_lambda_zip.build(args.lambda_zip)
     stack = prepare(args, env)
@@ -206,7 +227,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     stack.terraform("destroy", "-input=false", "-auto-approve", "-no-color")
     destroy_s = time.monotonic() - started
     args.stack_json.unlink(missing_ok=True)
-    print(f"destroy: {destroy_s:.1f} s ({stack.provider} provider, {env['AWS_ENDPOINT_URL']})")
+    print(f"destroy: {destroy_s:.1f} s ({stack.provider} provider, {_target(env)})")
     if embedded and not args.keep_emulator:
         stop_embedded_emulator()
     return 0
@@ -224,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lambda-zip", type=Path, default=BUILD_DIR / "lambda.zip")
         p.add_argument("--stack-json", type=Path, default=DEFAULT_STACK_JSON)
         p.add_argument("--name", default=None, help="resource name prefix (default: streamline)")
+        p.add_argument(
+            "--aws", action="store_true", help="AWS itself: no emulator, your own credentials"
+        )
         p.add_argument("--var", action="append", default=[], help="NAME=VALUE (JSON or a string)")
     sub.choices["down"].add_argument("--keep-emulator", action="store_true")
     args = parser.parse_args(argv)
