@@ -308,17 +308,8 @@ def test_role_grants_exact_actions_on_exact_arns(stack, clients):
             "dynamodb:GetShardIterator",
             "dynamodb:ListStreams",
         },
-        **{
-            table_arn + out[f"{table}_table_name"]: {
-                "dynamodb:BatchGetItem",
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-            }
-            for table in ("checkpoint", "sink")
-        },
+        table_arn + out["checkpoint_table_name"]: {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
+        table_arn + out["sink_table_name"]: {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         out["poison_queue_arn"]: {"sqs:SendMessage"},
         out["on_failure_queue_arn"]: {"sqs:SendMessage"},
         log_streams: {"logs:CreateLogStream", "logs:PutLogEvents"},
