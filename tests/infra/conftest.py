@@ -7,7 +7,6 @@ The tests need `terraform` on the PATH; without it they fail and say so, they do
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
 MIRROR_DIR = REPO_ROOT / "build" / "terraform-mirror"
 
-TERRAFORM_MISSING = (
-    "terraform not found on PATH: the infra tests need Terraform >= 1.4"
-    " (https://developer.hashicorp.com/terraform/install)"
-)
-
 
 @pytest.fixture(scope="session")
 def terraform() -> str:
-    path = shutil.which("terraform")
-    if path is None:
-        pytest.fail(TERRAFORM_MISSING, pytrace=False)
-    return path
+    """The binary; without one every test that needs it fails with how to install it."""
+    try:
+        return infra_offline.terraform_binary()
+    except FileNotFoundError as exc:
+        pytest.fail(f"the infra tests need Terraform: {exc}", pytrace=False)
 
 
 def _unquote(value: Any) -> Any:

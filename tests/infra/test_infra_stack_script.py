@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.infra_offline import terraform_binary
 from scripts.infra_stack import endpoint_variables, parse_assignments
 
 
@@ -47,3 +48,9 @@ def test_var_flags_take_json_values_and_fall_back_to_strings():
 def test_var_flags_without_a_name_and_value_are_refused(flag):
     with pytest.raises(SystemExit):
         parse_assignments([flag])
+
+
+def test_missing_terraform_is_an_error_that_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="terraform not found on PATH.*install"):
+        terraform_binary()
