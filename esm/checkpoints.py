@@ -1,0 +1,141 @@
+"""The runner's own shard checkpoints, so a killed runner resumes after the last settled batch.
+
+Like Lambda's: a checkpoint moves only after a batch is settled (succeeded, or handed to the
+on-failure destination), so a crash means redelivery, never loss. Two stores with one
+interface: a JSON file per mapping (default, written atomically) and a DynamoDB table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ShardCheckpoint:
+    sequence_number: str | None = None  # the last settled record; None: nothing yet
+    finished: bool = False  # a closed shard read and settled to its end
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> dict[str, ShardCheckpoint]: ...
+
+    def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None: ...
+
+
+class FileCheckpointStore:
+    """Checkpoints of one mapping in one JSON file; each save replaces it atomically
+    (write a temporary file, fsync, rename), so a SIGKILL leaves the old or the new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._checkpoints = self._read()
+
+    def _read(self) -> dict[str, ShardCheckpoint]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {
+            shard_id: ShardCheckpoint(entry.get("sequenceNumber"), bool(entry.get("finished")))
+            for shard_id, entry in raw.get("shards", {}).items()
+        }
+
+    def load(self) -> dict[str, ShardCheckpoint]:
+        with self._lock:
+            return dict(self._checkpoints)
+
+    def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None:
+        with self._lock:
+            self._checkpoints[shard_id] = checkpoint
+            document = {
+                "shards": {
+                    sid: {"sequenceNumber": c.sequence_number, "finished": c.finished}
+                    for sid, c in self._checkpoints.items()
+                }
+            }
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    json.dump(document, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
+
+class DynamoDBCheckpointStore:
+    """Checkpoints in a DynamoDB table at the endpoint: hash key ``mapping`` (S), range key
+    ``shardId`` (S). Each save is one PutItem, which DynamoDB applies atomically."""
+
+    def __init__(self, table_name: str, mapping_key: str, client=None, session=None) -> None:
+        self.table_name = table_name
+        self.mapping_key = mapping_key
+        self._client = client
+        self._session = session
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = (self._session or boto3.Session()).client("dynamodb")
+        return self._client
+
+    def ensure_table(self) -> None:
+        """Create the table (on-demand) unless it exists."""
+        try:
+            self.client.create_table(
+                TableName=self.table_name,
+                AttributeDefinitions=[
+                    {"AttributeName": "mapping", "AttributeType": "S"},
+                    {"AttributeName": "shardId", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "mapping", "KeyType": "HASH"},
+                    {"AttributeName": "shardId", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except self.client.exceptions.ResourceInUseException:
+            return
+        self.client.get_waiter("table_exists").wait(
+            TableName=self.table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+        )
+
+    def load(self) -> dict[str, ShardCheckpoint]:
+        checkpoints = {}
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="#m = :m",
+            ExpressionAttributeNames={"#m": "mapping"},
+            ExpressionAttributeValues={":m": {"S": self.mapping_key}},
+            ConsistentRead=True,
+        ):
+            for item in page["Items"]:
+                sequence_number = item.get("sequenceNumber", {}).get("S")
+                finished = item.get("finished", {}).get("BOOL", False)
+                checkpoints[item["shardId"]["S"]] = ShardCheckpoint(sequence_number, finished)
+        return checkpoints
+
+    def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None:
+        item = {
+            "mapping": {"S": self.mapping_key},
+            "shardId": {"S": shard_id},
+            "finished": {"BOOL": checkpoint.finished},
+        }
+        if checkpoint.sequence_number is not None:
+            item["sequenceNumber"] = {"S": checkpoint.sequence_number}
+        self.client.put_item(TableName=self.table_name, Item=item)

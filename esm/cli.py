@@ -1,0 +1,237 @@
+"""``python -m esm``: run a function's stream event source mappings locally.
+
+    python -m esm run --function-name NAME [--code-dir DIR] [--until-idle SECONDS]
+
+reads the function's configuration and enabled mappings from the endpoint's Lambda API
+(``AWS_ENDPOINT_URL``) and runs them. ``--stream-arn`` runs one mapping given by flags
+instead; ``--handler`` (with ``--stream-arn``) needs no function at the endpoint at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+
+from esm.runner import DEFAULT_STATE_DIR, REPO_ROOT, Runner, RunnerFailed
+from esm.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    FunctionSettings,
+    MappingSettings,
+    SettingsError,
+    StartingPosition,
+    load_function,
+    load_mappings,
+)
+from esm.shard import Tuning
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m esm",
+        description="The local event source mapping runner: Kinesis and DynamoDB Streams into "
+        "a Python handler with Lambda's batching, retry, bisect, batch item failure, "
+        "on-failure and checkpoint semantics.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run a function's mappings",
+        description="Run the function's enabled stream mappings (or one given by flags). "
+        "Per-shard progress goes to stderr every --progress-interval seconds; a summary when "
+        "it stops (SIGINT/SIGTERM, or --until-idle).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    target = run.add_argument_group("what to run")
+    target.add_argument("--function-name", help="the function at the endpoint (name or ARN)")
+    target.add_argument(
+        "--code-dir", type=Path, default=REPO_ROOT, help="where the handler module is imported from"
+    )
+    target.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once every shard has been caught up this long",
+    )
+
+    flags = run.add_argument_group(
+        "without a mapping at the endpoint",
+        "--stream-arn replaces the endpoint's mappings with one from these flags; the function "
+        "settings override the endpoint's configuration (all of them are needed when no "
+        "function exists there: --handler at least).",
+    )
+    flags.add_argument("--stream-arn", help="Kinesis stream or DynamoDB stream ARN")
+    flags.add_argument("--handler", help="module.function, e.g. processor.handler.handler")
+    flags.add_argument("--timeout", type=float, help=f"seconds (default {DEFAULT_TIMEOUT_S})")
+    flags.add_argument("--memory-size", type=int, help=f"MB (default {DEFAULT_MEMORY_MB})")
+    flags.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="function environment"
+    )
+    flags.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    flags.add_argument("--maximum-batching-window", type=float, default=0, metavar="SECONDS")
+    flags.add_argument(
+        "--starting-position",
+        choices=[p.value for p in StartingPosition],
+        default=StartingPosition.TRIM_HORIZON.value,
+    )
+    flags.add_argument(
+        "--starting-position-timestamp",
+        type=_timestamp,
+        metavar="TIME",
+        help="epoch seconds or ISO 8601, for AT_TIMESTAMP",
+    )
+    flags.add_argument("--maximum-retry-attempts", type=int, default=-1, help="-1: until expiry")
+    flags.add_argument(
+        "--maximum-record-age", type=int, default=-1, metavar="SECONDS", help="-1: retention"
+    )
+    flags.add_argument("--bisect-batch-on-function-error", action="store_true")
+    flags.add_argument("--parallelization-factor", type=int, default=1)
+    flags.add_argument("--report-batch-item-failures", action="store_true")
+    flags.add_argument("--on-failure-destination", metavar="SQS_ARN")
+
+    tuning = run.add_argument_group("pacing and state")
+    defaults = Tuning()
+    tuning.add_argument("--poll-interval", type=float, default=defaults.poll_interval_s)
+    tuning.add_argument("--retry-backoff", type=float, default=defaults.retry_backoff_s)
+    tuning.add_argument("--max-retry-backoff", type=float, default=defaults.max_retry_backoff_s)
+    tuning.add_argument("--throttle-backoff", type=float, default=defaults.throttle_backoff_s)
+    tuning.add_argument(
+        "--max-throttle-backoff", type=float, default=defaults.max_throttle_backoff_s
+    )
+    tuning.add_argument("--shard-refresh", type=float, default=defaults.shard_refresh_s)
+    tuning.add_argument(
+        "--progress-interval",
+        type=float,
+        default=defaults.progress_interval_s,
+        help="seconds between progress lines; 0: none",
+    )
+    tuning.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    tuning.add_argument(
+        "--checkpoint-table", help="keep checkpoints in this DynamoDB table instead of files"
+    )
+    tuning.add_argument("--log-level", default="WARNING")
+    # `python -m esm --help` shows everything, the run command's options included.
+    parser.epilog = run.format_help()
+    return parser
+
+
+def _function(args, lambda_client) -> FunctionSettings:
+    if args.function_name and not (args.stream_arn and args.handler):
+        base = load_function(lambda_client, args.function_name)
+    else:
+        name = args.function_name or "esm-local"
+        region = (args.stream_arn or "arn:aws:kinesis:us-east-1").split(":")[3]
+        base = FunctionSettings(
+            name=name,
+            arn=f"arn:aws:lambda:{region}:000000000000:function:{name}",
+            handler=args.handler,
+        )
+    environment = dict(base.environment)
+    for pair in args.env:
+        key, _, value = pair.partition("=")
+        environment[key] = value
+    return FunctionSettings(
+        name=base.name,
+        arn=base.arn,
+        handler=args.handler or base.handler,
+        timeout_s=args.timeout or base.timeout_s,
+        memory_mb=args.memory_size or base.memory_mb,
+        environment=environment,
+        role_arn=base.role_arn,
+    )
+
+
+def _mapping_from_flags(args) -> MappingSettings:
+    return MappingSettings(
+        event_source_arn=args.stream_arn,
+        batch_size=args.batch_size,
+        maximum_batching_window_s=args.maximum_batching_window,
+        starting_position=StartingPosition(args.starting_position),
+        starting_position_timestamp=args.starting_position_timestamp,
+        maximum_retry_attempts=args.maximum_retry_attempts,
+        maximum_record_age_s=args.maximum_record_age,
+        bisect_batch_on_function_error=args.bisect_batch_on_function_error,
+        parallelization_factor=args.parallelization_factor,
+        report_batch_item_failures=args.report_batch_item_failures,
+        on_failure_destination_arn=args.on_failure_destination,
+    )
+
+
+def _cmd_run(args) -> int:
+    if not args.function_name and not (args.stream_arn and args.handler):
+        print("need --function-name, or --stream-arn with --handler", file=sys.stderr)
+        return 2
+    session = boto3.Session()
+    lambda_client = session.client("lambda")
+    try:
+        function = _function(args, lambda_client)
+        if args.stream_arn:
+            mappings = [_mapping_from_flags(args)]
+        else:
+            mappings = load_mappings(lambda_client, function)
+    except SettingsError as exc:
+        print(f"invalid setting: {exc}", file=sys.stderr)
+        return 2
+    if not mappings:
+        print(f"function {function.name} has no enabled stream mappings", file=sys.stderr)
+        return 1
+    tuning = Tuning(
+        poll_interval_s=args.poll_interval,
+        retry_backoff_s=args.retry_backoff,
+        max_retry_backoff_s=args.max_retry_backoff,
+        throttle_backoff_s=args.throttle_backoff,
+        max_throttle_backoff_s=args.max_throttle_backoff,
+        shard_refresh_s=args.shard_refresh,
+        progress_interval_s=args.progress_interval,
+    )
+    runner = Runner(
+        function,
+        mappings,
+        code_dir=args.code_dir.resolve(),
+        session=session,
+        tuning=tuning,
+        state_dir=args.state_dir,
+        checkpoint_table=args.checkpoint_table,
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: runner.stop())
+    for mapping in mappings:
+        print(
+            f"[esm] running {function.name} ({function.handler}) on {mapping.event_source_arn}",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        runner.run(until_idle_s=args.until_idle)
+    except RunnerFailed as exc:
+        print(f"[esm] {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "run":
+        return _cmd_run(args)
+    return 2

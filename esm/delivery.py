@@ -1,0 +1,208 @@
+"""Settling one batch the way Lambda does: invoke, read the result, retry, bisect, give up.
+
+The rules are the pure functions of ``esm/rules.py``; this module sequences them around the
+invocation and the on-failure destination.
+https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-errors.html
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from esm.invoker import Invocation
+from esm.onfailure import Condition, on_failure_record
+from esm.rules import (
+    InvalidBatchResponse,
+    bisect,
+    count_expired,
+    parse_batch_item_failures,
+    retries_exhausted,
+)
+from esm.settings import FunctionSettings, MappingSettings
+from esm.sources import StreamRecord, event_payload
+from esm.stats import ShardStats
+
+log = logging.getLogger("esm")
+
+
+@dataclass
+class _Attempt:
+    records: list[StreamRecord]
+    retries: int = 0  # retries used by these records (bisect halves start afresh)
+    invocations: int = 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_s: float
+    max_s: float
+
+    def delay_s(self, attempt: int) -> float:
+        return min(self.max_s, self.initial_s * (2 ** min(attempt, 30)))
+
+
+class BatchDelivery:
+    """Delivers batches of one shard lane until each record is settled: processed, or handed
+    to the on-failure destination (or dropped when there is none, as Lambda does)."""
+
+    def __init__(
+        self,
+        *,
+        mapping: MappingSettings,
+        function: FunctionSettings,
+        shard_id: str,
+        invoke: Callable[[str], Invocation],
+        destination,
+        stats: ShardStats,
+        retry_backoff: Backoff,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mapping = mapping
+        self.function = function
+        self.shard_id = shard_id
+        self._invoke = invoke
+        self._destination = destination
+        self._stats = stats
+        self._retry_backoff = retry_backoff
+        self._stop = stop
+        self._clock = clock
+
+    def settle(
+        self, batch: list[StreamRecord], settled: Callable[[list[StreamRecord]], None]
+    ) -> bool:
+        """Deliver ``batch``; ``settled`` is called with each run of records in order as it
+        is done. False when the runner stopped first (the rest will be redelivered)."""
+        pending: deque[_Attempt] = deque([_Attempt(batch)])
+        while pending:
+            attempt = pending.popleft()
+            records = self._drop_expired(attempt, settled)
+            if not records:
+                continue
+            if self._stop.is_set():
+                return False
+            invocation = self._invoke(event_payload(records))
+            attempt.invocations += 1
+            self._stats.invoked(len(records), invocation.error is not None)
+            failed_from, function_error = self._failure_point(invocation, records)
+            if failed_from is None:
+                settled(records)
+                self._stats.processed(records, self._clock())
+                continue
+            if failed_from:
+                settled(records[:failed_from])
+                self._stats.processed(records[:failed_from], self._clock())
+                records = records[failed_from:]
+            if (
+                invocation.error is not None
+                and self.mapping.bisect_batch_on_function_error
+                and len(records) > 1
+            ):
+                # Splitting does not count toward the retry quota; settle the first half
+                # before the second (AWS documents no order; this one keeps per-key order).
+                first, second = bisect(records)
+                self._stats.bisected()
+                pending.extendleft([_Attempt(second), _Attempt(first)])
+                continue
+            if retries_exhausted(attempt.retries, self.mapping.maximum_retry_attempts):
+                if not self._give_up(
+                    records,
+                    Condition.RETRY_ATTEMPTS_EXHAUSTED,
+                    invocation.request_id,
+                    attempt.invocations,
+                    function_error,
+                ):
+                    return False
+                settled(records)
+                continue
+            self._stats.retried()
+            if self._stop.wait(self._retry_backoff.delay_s(attempt.retries)):
+                return False
+            pending.appendleft(_Attempt(records, attempt.retries + 1, attempt.invocations))
+        return True
+
+    def _failure_point(
+        self, invocation: Invocation, records: list[StreamRecord]
+    ) -> tuple[int | None, str | None]:
+        """Index of the first record to retry (None: all succeeded), and the on-failure
+        record's functionError for it."""
+        if invocation.error is not None:
+            return 0, invocation.error.function_error
+        if not self.mapping.report_batch_item_failures:
+            return None, None
+        try:
+            failed_from = parse_batch_item_failures(
+                invocation.response, [r.sequence_number for r in records]
+            )
+        except InvalidBatchResponse as exc:
+            log.warning("%s %s: whole batch failed: %s", self.function.name, self.shard_id, exc)
+            return 0, None  # the function returned: functionError is null
+        if failed_from is not None:
+            self._stats.partial_failure()
+        return failed_from, None
+
+    def _drop_expired(
+        self, attempt: _Attempt, settled: Callable[[list[StreamRecord]], None]
+    ) -> list[StreamRecord]:
+        records = attempt.records
+        expired = count_expired(
+            [r.arrival_s for r in records], self._clock(), self.mapping.maximum_record_age_s
+        )
+        if not expired:
+            return records
+        request_id = str(uuid.uuid4())
+        if not self._give_up(
+            records[:expired], Condition.RECORD_AGE_EXCEEDED, request_id, attempt.invocations, None
+        ):
+            return []
+        settled(records[:expired])
+        return records[expired:]
+
+    def _give_up(
+        self,
+        records: list[StreamRecord],
+        condition: Condition,
+        request_id: str,
+        invocations: int,
+        function_error: str | None,
+    ) -> bool:
+        """Hand records to the on-failure destination; False if stopped before it took them."""
+        self._stats.gave_up(len(records), condition)
+        if self._destination is None:
+            log.warning(
+                "%s %s: %s, no on-failure destination: discarding %d records (%s..%s)",
+                self.function.name,
+                self.shard_id,
+                condition.value,
+                len(records),
+                records[0].sequence_number,
+                records[-1].sequence_number,
+            )
+            return True
+        record = on_failure_record(
+            records=records,
+            shard_id=self.shard_id,
+            stream_arn=self.mapping.event_source_arn,
+            function_arn=self.function.arn,
+            condition=condition,
+            request_id=request_id,
+            invoke_count=invocations,
+            function_error=function_error,
+            now_s=self._clock(),
+        )
+        attempt = 0
+        while True:
+            try:
+                self._destination.send(record)
+                return True
+            except Exception as exc:  # the destination is down: keep the shard where it is
+                log.warning("on-failure destination unreachable, retrying: %s", exc)
+                if self._stop.wait(max(0.05, self._retry_backoff.delay_s(attempt))):
+                    return False
+                attempt += 1

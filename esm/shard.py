@@ -1,0 +1,277 @@
+"""One shard: a reader thread polling GetRecords and ParallelizationFactor lane threads.
+
+Records of one partition key always go to the same lane, and each lane delivers its batches
+one at a time, so per-key order holds while up to ParallelizationFactor batches of the shard
+are in flight. The shard's checkpoint is the last record before which everything is settled.
+https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#services-kinesis-parallelization
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from esm.checkpoints import CheckpointStore, ShardCheckpoint
+from esm.delivery import Backoff, BatchDelivery
+from esm.rules import MAX_PAYLOAD_BYTES, lane_of, take_batch
+from esm.settings import MappingSettings
+from esm.sources import PAYLOAD_OVERHEAD_BYTES, THROTTLING_ERRORS, Shard, StreamRecord
+from esm.stats import ShardStats
+
+log = logging.getLogger("esm")
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a shard's first iterator points."""
+
+    iterator_type: str  # TRIM_HORIZON, LATEST, AT_TIMESTAMP, AFTER_SEQUENCE_NUMBER
+    sequence_number: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The runner's own pacing; tests shrink these, never the rules."""
+
+    poll_interval_s: float = 1.0  # between GetRecords calls on a caught-up shard
+    retry_backoff_s: float = 0.5  # first wait before retrying a failed batch; doubles
+    max_retry_backoff_s: float = 10.0
+    throttle_backoff_s: float = 0.2  # first wait after a throttled read; doubles
+    max_throttle_backoff_s: float = 5.0
+    shard_refresh_s: float = 10.0  # how often to look for new shards
+    progress_interval_s: float = 10.0  # how often to print progress (0: never)
+    max_buffered_records: int = 20000  # read-ahead per shard
+
+
+class ShardProcessor:
+    def __init__(
+        self,
+        *,
+        source,
+        shard: Shard,
+        start: StartPoint,
+        mapping: MappingSettings,
+        delivery_factory: Callable[[ShardStats], BatchDelivery],
+        store: CheckpointStore,
+        tuning: Tuning,
+        stop: threading.Event,
+        on_finished: Callable[[str], None],
+        last_checkpoint: str | None = None,
+    ) -> None:
+        self.source = source
+        self.shard = shard
+        self.shard_id = shard.shard_id
+        self.mapping = mapping
+        self.stats = ShardStats(mapping.event_source_arn.split("/", 1)[-1], shard.shard_id)
+        self._delivery = delivery_factory(self.stats)
+        self._store = store
+        self._tuning = tuning
+        self._stop = stop
+        self._on_finished = on_finished
+        self._start = start
+        self._cond = threading.Condition()
+        self._lanes = [deque() for _ in range(mapping.parallelization_factor)]
+        self._unsettled: OrderedDict[str, bool] = OrderedDict()  # sequence number -> settled
+        self._last_settled = last_checkpoint
+        self._last_read: str | None = last_checkpoint
+        self._ended = False  # the reader reached the end of a closed shard
+        self._caught_up = False
+        self.finished = False
+        self.failed = False
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        name = f"esm-{self.shard_id}"
+        self._threads = [threading.Thread(target=self._read_loop, name=f"{name}-reader")]
+        for lane in range(len(self._lanes)):
+            self._threads.append(
+                threading.Thread(target=self._lane_loop, args=(lane,), name=f"{name}-lane{lane}")
+            )
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with the shard (or at its end) with nothing buffered or in flight."""
+        with self._cond:
+            return self.finished or (self._caught_up and not self._unsettled)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            self._read()
+        except BaseException:
+            log.exception("%s reader failed; stopping the runner", self.shard_id)
+            self.failed = True
+            self._stop.set()
+            raise
+
+    def _read(self) -> None:
+        iterator = None
+        throttle = Backoff(self._tuning.throttle_backoff_s, self._tuning.max_throttle_backoff_s)
+        failures = 0
+        while not self._stop.is_set():
+            with self._cond:
+                while (
+                    len(self._unsettled) >= self._tuning.max_buffered_records
+                    and not self._stop.is_set()
+                ):
+                    self._cond.wait(0.1)
+            if self._stop.is_set():
+                return
+            try:
+                if iterator is None:
+                    iterator = self._iterator()
+                result = self.source.read(self.shard_id, iterator, self._read_limit())
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in THROTTLING_ERRORS:
+                    self.stats.throttled()
+                else:
+                    log.warning("%s: reading failed (%s), retrying", self.shard_id, code or exc)
+                if code == "ExpiredIteratorException" or code not in THROTTLING_ERRORS:
+                    iterator = None
+                self._stop.wait(throttle.delay_s(failures))
+                failures += 1
+                continue
+            except BotoCoreError as exc:
+                log.warning("%s: reading failed (%s), retrying", self.shard_id, exc)
+                iterator = None
+                self._stop.wait(throttle.delay_s(failures))
+                failures += 1
+                continue
+            failures = 0
+            iterator = result.next_iterator
+            self._enqueue(result.records, result.millis_behind_latest, ended=iterator is None)
+            if iterator is None:
+                return
+            if not result.records:
+                self._stop.wait(self._tuning.poll_interval_s)
+
+    def _read_limit(self) -> int:
+        room = self._tuning.max_buffered_records - len(self._unsettled)
+        return max(self.mapping.batch_size, room)
+
+    def _iterator(self) -> str:
+        if self._last_read is not None:
+            return self.source.shard_iterator(
+                self.shard_id, "AFTER_SEQUENCE_NUMBER", sequence_number=self._last_read
+            )
+        start = self._start
+        return self.source.shard_iterator(
+            self.shard_id,
+            start.iterator_type,
+            sequence_number=start.sequence_number,
+            timestamp=start.timestamp,
+        )
+
+    def _enqueue(self, records: list[StreamRecord], millis_behind: int | None, ended: bool):
+        with self._cond:
+            factor = len(self._lanes)
+            for record in records:
+                self._unsettled[record.sequence_number] = False
+                self._lanes[lane_of(record.partition_key, factor)].append(record)
+            if records:
+                self._last_read = records[-1].sequence_number
+            self._caught_up = not records and not millis_behind
+            self._ended = ended
+            self._check_finished()
+            self._cond.notify_all()
+        if self._caught_up and not self._unsettled:
+            self.stats.caught_up()
+
+    # --- delivering --------------------------------------------------------------------
+
+    def _lane_loop(self, lane: int) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch(lane)
+                if batch is None:
+                    return
+                if not self._delivery.settle(batch, self._settled):
+                    return
+        except BaseException:
+            # A bug of ours, not the function's: stop the runner rather than stall the shard
+            # silently; the checkpoint stays before the unsettled batch.
+            log.exception("%s lane %d failed; stopping the runner", self.shard_id, lane)
+            self.failed = True
+            self._stop.set()
+            raise
+
+    def _next_batch(self, lane: int) -> list[StreamRecord] | None:
+        buffer = self._lanes[lane]
+        batch_size = self.mapping.batch_size
+        window_s = self.mapping.maximum_batching_window_s
+        max_bytes = MAX_PAYLOAD_BYTES - PAYLOAD_OVERHEAD_BYTES
+        with self._cond:
+            window_ends = time.monotonic() + window_s
+            while not buffer:
+                if self._stop.is_set() or self._ended:
+                    return None
+                self._cond.wait(0.5)
+            # Lambda gathers records until the batch is full, the window ends, or the
+            # payload limit is reached.
+            while (
+                window_s
+                and len(buffer) < batch_size
+                and not self._ended
+                and not self._stop.is_set()
+                and sum(r.size + 1 for r in buffer) < max_bytes
+            ):
+                remaining = window_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            sizes = [r.size for r in itertools.islice(buffer, batch_size)]
+            count = take_batch(sizes, batch_size, max_bytes)
+            return [buffer.popleft() for _ in range(count)]
+
+    def _settled(self, records: list[StreamRecord]) -> None:
+        """Mark records done and move the checkpoint over the settled prefix."""
+        if not records:
+            return
+        with self._cond:
+            for record in records:
+                self._unsettled[record.sequence_number] = True
+            advanced = None
+            while self._unsettled:
+                sequence_number, done = next(iter(self._unsettled.items()))
+                if not done:
+                    break
+                self._unsettled.popitem(last=False)
+                advanced = sequence_number
+            if advanced is not None:
+                self._last_settled = advanced
+                self._store.save(self.shard_id, ShardCheckpoint(advanced))
+            self._check_finished()
+            self._cond.notify_all()
+
+    def _check_finished(self) -> None:
+        """(Under the lock.) A closed shard read to its end with everything settled."""
+        if self.finished or not self._ended or self._unsettled:
+            return
+        if any(self._lanes):
+            return
+        self.finished = True
+        self.stats.finished = True
+        self._store.save(self.shard_id, ShardCheckpoint(self._last_settled, finished=True))
+        self._on_finished(self.shard_id)

@@ -1,0 +1,261 @@
+"""Stream sources: list shards, read records, shape them as Lambda delivers them.
+
+One class per service, chosen from the event source ARN by table (``SOURCES``). Event
+shapes follow the Lambda developer guide:
+- Kinesis: https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html
+- DynamoDB Streams: https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from esm.settings import FunctionSettings
+
+# GetRecords' own maximum per call.
+KINESIS_GET_RECORDS_LIMIT = 10000
+DYNAMODB_GET_RECORDS_LIMIT = 1000
+
+THROTTLING_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One record as the runner handles it: coordinates plus its event JSON, ready to send."""
+
+    sequence_number: str
+    partition_key: str
+    arrival_s: float
+    event_json: str  # the record as it appears in the event's Records[]
+
+    @property
+    def position(self) -> int:
+        # Sequence numbers are decimal strings of varying length: compare as integers.
+        return int(self.sequence_number)
+
+    @property
+    def size(self) -> int:
+        return len(self.event_json)
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard_id: str
+    parent_ids: tuple[str, ...]
+    closed: bool  # has an ending sequence number: no more records will be added
+
+
+@dataclass
+class ReadResult:
+    records: list[StreamRecord]
+    next_iterator: str | None  # None: the shard is closed and read to its end
+    millis_behind_latest: int | None
+
+
+def event_payload(records: list[StreamRecord]) -> str:
+    """The invocation payload: ``{"Records": [...]}`` built from the pre-serialised records."""
+    return '{"Records":[' + ",".join(r.event_json for r in records) + "]}"
+
+
+PAYLOAD_OVERHEAD_BYTES = len(event_payload([]))
+
+
+def _epoch_s(value: datetime | float | int) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+class KinesisSource:
+    """A Kinesis data stream. Calls use StreamName (kinesalite rejects StreamARN)."""
+
+    event_source: ClassVar[str] = "aws:kinesis"
+
+    def __init__(self, stream_arn: str, function: FunctionSettings, client) -> None:
+        self.stream_arn = stream_arn
+        self.stream_name = stream_arn.split("/", 1)[1]
+        self.region = stream_arn.split(":")[3]
+        self._client = client
+        self._function = function
+
+    def list_shards(self) -> list[Shard]:
+        shards, token = [], None
+        while True:
+            kwargs = {"NextToken": token} if token else {"StreamName": self.stream_name}
+            page = self._client.list_shards(**kwargs)
+            for shard in page["Shards"]:
+                parents = tuple(
+                    p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
+                )
+                closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
+                shards.append(Shard(shard["ShardId"], parents, closed))
+            token = page.get("NextToken")
+            if not token:
+                return shards
+
+    def shard_iterator(
+        self, shard_id: str, iterator_type: str, sequence_number=None, timestamp=None
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "StreamName": self.stream_name,
+            "ShardId": shard_id,
+            "ShardIteratorType": iterator_type,
+        }
+        if sequence_number is not None:
+            kwargs["StartingSequenceNumber"] = sequence_number
+        if timestamp is not None:
+            kwargs["Timestamp"] = timestamp
+        return self._client.get_shard_iterator(**kwargs)["ShardIterator"]
+
+    def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
+        response = self._client.get_records(
+            ShardIterator=iterator, Limit=min(limit, KINESIS_GET_RECORDS_LIMIT)
+        )
+        records = [self._record(shard_id, r) for r in response["Records"]]
+        return ReadResult(
+            records, response.get("NextShardIterator"), response.get("MillisBehindLatest")
+        )
+
+    def _record(self, shard_id: str, record: dict[str, Any]) -> StreamRecord:
+        sequence_number = record["SequenceNumber"]
+        # Lambda sends the arrival time as float seconds with millisecond precision.
+        arrival_s = round(_epoch_s(record["ApproximateArrivalTimestamp"]), 3)
+        event_record = {
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": record["PartitionKey"],
+                "sequenceNumber": sequence_number,
+                "data": base64.b64encode(record["Data"]).decode("ascii"),
+                "approximateArrivalTimestamp": arrival_s,
+            },
+            "eventSource": self.event_source,
+            "eventVersion": "1.0",
+            "eventID": f"{shard_id}:{sequence_number}",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": self._function.role_arn,
+            "awsRegion": self.region,
+            "eventSourceARN": self.stream_arn,
+        }
+        if record.get("EncryptionType") and record["EncryptionType"] != "NONE":
+            event_record["kinesis"]["encryptionType"] = record["EncryptionType"]
+        return StreamRecord(
+            sequence_number, record["PartitionKey"], arrival_s, json.dumps(event_record)
+        )
+
+
+class DynamoDBStreamSource:
+    """A DynamoDB table's stream (DynamoDB Streams API)."""
+
+    event_source: ClassVar[str] = "aws:dynamodb"
+
+    def __init__(self, stream_arn: str, function: FunctionSettings, client) -> None:
+        self.stream_arn = stream_arn
+        self.region = stream_arn.split(":")[3]
+        self._client = client
+        self._function = function
+
+    def list_shards(self) -> list[Shard]:
+        shards, start = [], None
+        while True:
+            kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
+            if start:
+                kwargs["ExclusiveStartShardId"] = start
+            description = self._client.describe_stream(**kwargs)["StreamDescription"]
+            for shard in description.get("Shards", []):
+                parents = (shard["ParentShardId"],) if shard.get("ParentShardId") else ()
+                closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
+                shards.append(Shard(shard["ShardId"], parents, closed))
+            start = description.get("LastEvaluatedShardId")
+            if not start:
+                return shards
+
+    def shard_iterator(
+        self, shard_id: str, iterator_type: str, sequence_number=None, timestamp=None
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "StreamArn": self.stream_arn,
+            "ShardId": shard_id,
+            "ShardIteratorType": iterator_type,
+        }
+        if sequence_number is not None:
+            kwargs["SequenceNumber"] = sequence_number
+        return self._client.get_shard_iterator(**kwargs)["ShardIterator"]
+
+    def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
+        response = self._client.get_records(
+            ShardIterator=iterator, Limit=min(limit, DYNAMODB_GET_RECORDS_LIMIT)
+        )
+        records = [self._record(r) for r in response["Records"]]
+        return ReadResult(records, response.get("NextShardIterator"), None)
+
+    def _record(self, record: dict[str, Any]) -> StreamRecord:
+        stream_record = dict(record["dynamodb"])
+        created = stream_record.get("ApproximateCreationDateTime")
+        arrival_s = _epoch_s(created) if created is not None else 0.0
+        if created is not None:
+            # Lambda delivers it as epoch seconds (a number), like the stream's wire format.
+            stream_record["ApproximateCreationDateTime"] = float(int(arrival_s))
+        for image in ("Keys", "NewImage", "OldImage"):
+            if image in stream_record:
+                stream_record[image] = {
+                    name: _wire_attribute(value) for name, value in stream_record[image].items()
+                }
+        event_record: dict[str, Any] = {
+            "eventID": record["eventID"],
+            "eventName": record["eventName"],
+            "eventVersion": record.get("eventVersion", "1.1"),
+            "eventSource": self.event_source,
+            "awsRegion": record.get("awsRegion", self.region),
+            "dynamodb": stream_record,
+            "eventSourceARN": self.stream_arn,
+        }
+        if record.get("userIdentity"):
+            event_record["userIdentity"] = record["userIdentity"]
+        keys = stream_record.get("Keys", {})
+        partition_key = json.dumps(keys, sort_keys=True, separators=(",", ":"))
+        return StreamRecord(
+            stream_record["SequenceNumber"], partition_key, arrival_s, json.dumps(event_record)
+        )
+
+
+def _wire_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """An AttributeValue back in its JSON wire form: botocore decodes binaries to bytes."""
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode("ascii")}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(b).decode("ascii") for b in inner]}
+    if kind == "M":
+        return {"M": {k: _wire_attribute(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_wire_attribute(v) for v in inner]}
+    return {kind: inner}
+
+
+# Event sources by the service in their ARN.
+SOURCES: dict[str, tuple[type, str]] = {
+    "kinesis": (KinesisSource, "kinesis"),
+    "dynamodb": (DynamoDBStreamSource, "dynamodbstreams"),
+}
+
+
+def source_for(stream_arn: str, function: FunctionSettings, session, client=None):
+    """The source object for an event source ARN; ``client`` defaults to one from ``session``."""
+    service = stream_arn.split(":")[2]
+    try:
+        source_class, client_service = SOURCES[service]
+    except KeyError:
+        raise ValueError(f"not a stream event source: {stream_arn}") from None
+    if client is None:
+        client = session.client(client_service, region_name=stream_arn.split(":")[3])
+    return source_class(stream_arn, function, client)

@@ -1,0 +1,118 @@
+"""Handlers the runner imports in the conformance tests (``--code-dir tests/esm``).
+
+Each one appends what it saw to the JSON-lines file named by ``ESM_TEST_LOG`` (the
+function's environment), so a test can read the invocations back: request id, worker pid,
+sequence numbers, partition keys, decoded data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+
+def _observe(event, context, **extra) -> list[str]:
+    records = event["Records"]
+    data = []
+    for record in records:
+        if "kinesis" in record:
+            data.append(base64.b64decode(record["kinesis"]["data"]).decode())
+        else:
+            image = record["dynamodb"].get("NewImage") or record["dynamodb"].get("Keys")
+            data.append(json.dumps(image, sort_keys=True))
+    entry = {
+        "requestId": context.aws_request_id,
+        "pid": os.getpid(),
+        "start": time.time(),
+        "sequenceNumbers": [_sequence_number(r) for r in records],
+        "keys": [_key(r) for r in records],
+        "data": data,
+        **extra,
+    }
+    with open(os.environ["ESM_TEST_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\n")
+    return data
+
+
+def _sequence_number(record) -> str:
+    if "kinesis" in record:
+        return record["kinesis"]["sequenceNumber"]
+    return record["dynamodb"]["SequenceNumber"]
+
+
+def _key(record) -> str:
+    if "kinesis" in record:
+        return record["kinesis"]["partitionKey"]
+    return json.dumps(record["dynamodb"]["Keys"], sort_keys=True)
+
+
+def record(event, context):
+    """Succeeds; keeps the first record whole so tests can check the event's shape."""
+    first = event["Records"][0]
+    _observe(event, context, first=first, sleep=float(os.environ.get("ESM_TEST_SLEEP", "0")))
+    time.sleep(float(os.environ.get("ESM_TEST_SLEEP", "0")))
+    return {"batchItemFailures": []}
+
+
+def fail_on_bad(event, context):
+    """Raises when any record's data starts with ``bad``."""
+    data = _observe(event, context)
+    if any(d.startswith("bad") for d in data):
+        raise ValueError("bad record in batch")
+    return None
+
+
+def report_bad(event, context):
+    """Reports every record whose data starts with ``bad`` as a batch item failure."""
+    data = _observe(event, context)
+    failures = [
+        {"itemIdentifier": _sequence_number(r)}
+        for r, d in zip(event["Records"], data, strict=True)
+        if d.startswith("bad")
+    ]
+    return {"batchItemFailures": list(reversed(failures))}
+
+
+def unknown_identifier_on_bad(event, context):
+    """Reports an identifier that is not in the batch when any record is bad."""
+    data = _observe(event, context)
+    if any(d.startswith("bad") for d in data):
+        return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
+    return {}
+
+
+def sleep_on_slow(event, context):
+    """Sleeps past any short timeout when a record's data starts with ``slow``."""
+    data = _observe(event, context)
+    if any(d.startswith("slow") for d in data):
+        time.sleep(30)
+    return None
+
+
+def crash_on_bad(event, context):
+    """Kills its own process (a runtime crash) when a record is bad."""
+    data = _observe(event, context)
+    if any(d.startswith("bad") for d in data):
+        os._exit(3)
+    return None
+
+
+def context_echo(event, context):
+    """Logs the Lambda context and environment it was given."""
+    _observe(
+        event,
+        context,
+        lambda_context={
+            "aws_request_id": context.aws_request_id,
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+            "log_group_name": context.log_group_name,
+        },
+        env={k: os.environ.get(k) for k in ("GREETING", "AWS_LAMBDA_FUNCTION_NAME", "_HANDLER")},
+    )
+    return None
