@@ -28,12 +28,18 @@ def _observe(event, context, **extra) -> list[str]:
         "start": time.time(),
         "sequenceNumbers": [_sequence_number(r) for r in records],
         "keys": [_key(r) for r in records],
+        "shards": [r["eventID"].split(":")[0] for r in records if "kinesis" in r],
         "data": data,
         **extra,
     }
     with open(os.environ["ESM_TEST_LOG"], "a") as log:
         log.write(json.dumps(entry) + "\n")
     return data
+
+
+def _is_bad(data: str) -> bool:
+    """Kinesis data starting with ``bad``, or a DynamoDB image with the string ``bad``."""
+    return data.startswith("bad") or '"bad"' in data
 
 
 def _sequence_number(record) -> str:
@@ -59,7 +65,7 @@ def record(event, context):
 def fail_on_bad(event, context):
     """Raises when any record's data starts with ``bad``."""
     data = _observe(event, context)
-    if any(d.startswith("bad") for d in data):
+    if any(_is_bad(d) for d in data):
         raise ValueError("bad record in batch")
     return None
 
@@ -70,7 +76,7 @@ def report_bad(event, context):
     failures = [
         {"itemIdentifier": _sequence_number(r)}
         for r, d in zip(event["Records"], data, strict=True)
-        if d.startswith("bad")
+        if _is_bad(d)
     ]
     return {"batchItemFailures": list(reversed(failures))}
 
@@ -78,7 +84,7 @@ def report_bad(event, context):
 def unknown_identifier_on_bad(event, context):
     """Reports an identifier that is not in the batch when any record is bad."""
     data = _observe(event, context)
-    if any(d.startswith("bad") for d in data):
+    if any(_is_bad(d) for d in data):
         return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
     return {}
 
@@ -94,7 +100,7 @@ def sleep_on_slow(event, context):
 def crash_on_bad(event, context):
     """Kills its own process (a runtime crash) when a record is bad."""
     data = _observe(event, context)
-    if any(d.startswith("bad") for d in data):
+    if any(_is_bad(d) for d in data):
         os._exit(3)
     return None
 
