@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,13 @@ class CheckpointStore(Protocol):
 
 class FileCheckpointStore:
     """Checkpoints of one mapping in one JSON file; each save replaces it atomically
-    (write a temporary file, fsync, rename), so a SIGKILL leaves the old or the new one."""
+    (write a temporary file, rename it over the old one), so a SIGKILL leaves the old or the
+    new checkpoint, never a torn one. ``fsync=True`` also survives a power cut, at ~0.5 ms
+    per batch; a runner killed mid-write needs only the rename."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fsync: bool = False) -> None:
         self.path = Path(path)
+        self._fsync = fsync
         self._lock = threading.Lock()
         self._checkpoints = self._read()
 
@@ -62,12 +64,14 @@ class FileCheckpointStore:
                 }
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+            # One writer per file (this lock, this process): a fixed temporary name will do.
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             try:
-                with os.fdopen(fd, "w") as out:
-                    json.dump(document, out)
-                    out.flush()
-                    os.fsync(out.fileno())
+                with open(tmp, "w") as out:
+                    out.write(json.dumps(document))
+                    if self._fsync:
+                        out.flush()
+                        os.fsync(out.fileno())
                 os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):

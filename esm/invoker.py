@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from esm.framing import FRAME_HEADER
 from esm.settings import FunctionSettings
-from esm.worker import FRAME_HEADER
 
 # Lambda's init phase has its own limit, separate from the function timeout.
 INIT_TIMEOUT_S = 10.0
@@ -233,6 +233,25 @@ class WorkerPool:
         with self._lock:
             self.started += 1
         return worker
+
+    def prewarm(self) -> threading.Thread:
+        """Start one worker in the background, so the first batch finds it warm."""
+
+        def start() -> None:
+            try:
+                worker = FunctionWorker(self.function, self.code_dir, self._base_env)
+            except WorkerDied:
+                return  # the first invocation starts one and reports the failure
+            with self._lock:
+                self.started += 1
+                if self._closed:
+                    worker.stop()
+                else:
+                    self._idle.append(worker)
+
+        thread = threading.Thread(target=start, name="esm-prewarm", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         with self._lock:

@@ -258,6 +258,7 @@ class Runner:
     def run(self, until_idle_s: float | None = None, tick_s: float = 0.05) -> Summary:
         """Run until stopped, or until every shard has been caught up for ``until_idle_s``."""
         idle_since: float | None = None
+        self.pool.prewarm()
         next_progress = time.monotonic() + self.tuning.progress_interval_s
         try:
             while not self.stop_event.is_set():

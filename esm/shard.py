@@ -50,6 +50,7 @@ class Tuning:
     shard_refresh_s: float = 10.0  # how often to look for new shards
     progress_interval_s: float = 10.0  # how often to print progress (0: never)
     max_buffered_records: int = 20000  # read-ahead per shard
+    read_limit: int = 2500  # records asked of one GetRecords call (at least the batch size)
 
 
 class ShardProcessor:
@@ -168,8 +169,10 @@ class ShardProcessor:
                 self._stop.wait(self._tuning.poll_interval_s)
 
     def _read_limit(self) -> int:
+        # Reads of a few thousand keep the pipeline short (the lanes start on the first
+        # records sooner); never fewer than a batch, so a full batch can come from one read.
         room = self._tuning.max_buffered_records - len(self._unsettled)
-        return max(self.mapping.batch_size, room)
+        return max(self.mapping.batch_size, min(room, self._tuning.read_limit))
 
     def _iterator(self) -> str:
         if self._last_read is not None:

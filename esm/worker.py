@@ -16,30 +16,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import struct
 import sys
 import time
 import traceback
 from typing import Any, BinaryIO
 
-FRAME_HEADER = struct.Struct(">I")
-
-
-def write_frame(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(FRAME_HEADER.pack(len(payload)) + payload)
-    stream.flush()
-
-
-def read_frame(stream: BinaryIO) -> bytes | None:
-    """The next frame, or None at end of stream."""
-    header = stream.read(FRAME_HEADER.size)
-    if len(header) < FRAME_HEADER.size:
-        return None
-    (length,) = FRAME_HEADER.unpack(header)
-    payload = stream.read(length)
-    if len(payload) < length:
-        return None
-    return payload
+from esm.framing import read_frame, write_frame
 
 
 class LambdaContext:
