@@ -200,7 +200,8 @@ class WorkerPool:
         self.code_dir = code_dir
         self._base_env = base_env
         self._idle: list[FunctionWorker] = []
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._prewarming = 0
         self._closed = False
         self.started = 0
 
@@ -212,49 +213,56 @@ class WorkerPool:
             error = FunctionError(ErrorKind.CRASH, "Runtime.InitError", message)
             return Invocation(request_id, error=error)
         invocation = worker.invoke(payload, self.function.timeout_s)
-        if worker.alive and not self._closed:
-            with self._lock:
+        with self._cond:
+            if worker.alive and not self._closed:
                 self._idle.append(worker)
-        else:
-            worker.kill()
+                self._cond.notify()
+                return invocation
+        worker.kill()
         return invocation
 
     def _acquire(self) -> FunctionWorker | None:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive:
-                    return worker
-                worker.kill()
+        with self._cond:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive:
+                        return worker
+                    worker.kill()
+                if not self._prewarming:
+                    break
+                self._cond.wait()  # a worker is starting: take it rather than start another
+        return self._start_worker()
+
+    def _start_worker(self) -> FunctionWorker | None:
         try:
             worker = FunctionWorker(self.function, self.code_dir, self._base_env)
         except WorkerDied:
             return None
-        with self._lock:
+        with self._cond:
             self.started += 1
         return worker
 
-    def prewarm(self) -> threading.Thread:
+    def prewarm(self) -> None:
         """Start one worker in the background, so the first batch finds it warm."""
 
         def start() -> None:
-            try:
-                worker = FunctionWorker(self.function, self.code_dir, self._base_env)
-            except WorkerDied:
-                return  # the first invocation starts one and reports the failure
-            with self._lock:
-                self.started += 1
-                if self._closed:
-                    worker.stop()
-                else:
+            worker = self._start_worker()
+            with self._cond:
+                self._prewarming -= 1
+                if worker is not None and not self._closed:
                     self._idle.append(worker)
+                    worker = None
+                self._cond.notify_all()
+            if worker is not None:
+                worker.stop()
 
-        thread = threading.Thread(target=start, name="esm-prewarm", daemon=True)
-        thread.start()
-        return thread
+        with self._cond:
+            self._prewarming += 1
+        threading.Thread(target=start, name="esm-prewarm", daemon=True).start()
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []
         for worker in idle:
