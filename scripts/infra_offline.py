@@ -82,9 +82,20 @@ POST_APPLY_TARGETS = {
     "aws_sqs_queue": ("id", "sqs"),
 }
 
-# Nested blocks 3.39 lacks whose default is what the copy gets: a stream without
-# stream_mode_details is PROVISIONED (ON_DEMAND needs the real provider).
-DROPPED_BLOCKS = {("aws_kinesis_stream", "stream_mode_details")}
+
+@dataclass(frozen=True)
+class Dropped:
+    """A nested block 3.39 lacks, taken out; the copy gets 3.39's behaviour, which is the
+    block's `attribute` equal to `only_value`. A precondition says so at plan time rather than
+    letting the copy silently build something else."""
+
+    resource_type: str
+    block: str
+    attribute: str
+    only_value: str
+
+
+DROPPED = (Dropped("aws_kinesis_stream", "stream_mode_details", "stream_mode", '"PROVISIONED"'),)
 
 GENERATED_FILE = "offline_post_apply.tf"
 
@@ -248,8 +259,26 @@ def _transform_file(text: str, filename: str) -> tuple[str, list[PostApply]]:
                         replace(attr.first, attr.first, [renamed])
         elif block.type == "resource" and len(block.labels) == 3:
             resource_type, resource_name = block.labels[1], block.labels[2]
+            ignored: list[str] = []
+            preconditions: list[tuple[str, str]] = []  # (condition, error message)
+            dropped = {d.block: d for d in DROPPED if d.resource_type == resource_type}
             for child in block.blocks:
-                if (resource_type, child.type) in DROPPED_BLOCKS:
+                if child.type in dropped:
+                    rule = dropped[child.type]
+                    if rule.attribute not in child.attributes:
+                        raise TransformError(
+                            f"{filename}: {resource_type}.{resource_name}: {child.type}"
+                            f" without {rule.attribute}"
+                        )
+                    value = child.attributes[rule.attribute].expression(lines)
+                    preconditions.append(
+                        (
+                            f"{value} == {rule.only_value}",
+                            f"The offline copy (AWS provider {PROVIDER_VERSION}) supports"
+                            f" {rule.attribute} = {rule.only_value} only; apply the real"
+                            " configuration with the current provider for anything else.",
+                        )
+                    )
                     replace(child.first, child.last, [])
             deferred = _deferred_for(resource_type)
             settings: dict[str, str] = {}
@@ -262,23 +291,28 @@ def _transform_file(text: str, filename: str) -> tuple[str, list[PostApply]]:
                     replace(attr.first, attr.last, [])
                 else:
                     replace(attr.first, attr.last, [f"{attr.indent}{name} = {placeholder}"])
-                    if any(child.type == "lifecycle" for child in block.blocks):
-                        raise TransformError(
-                            f"{filename}: {resource_type}.{resource_name} has a lifecycle block;"
-                            " the transform adds its own"
-                        )
-                    inner = block.indent + "  "
-                    replace(
-                        block.last,
-                        block.last - 1,  # insert before the closing brace
-                        [
-                            "",
-                            f"{inner}# Set by {GENERATED_FILE} after apply; 3.39 cannot.",
-                            f"{inner}lifecycle {{",
-                            f"{inner}  ignore_changes = [{name}]",
-                            f"{inner}}}",
-                        ],
+                    ignored.append(name)
+            if ignored or preconditions:
+                if any(child.type == "lifecycle" for child in block.blocks):
+                    raise TransformError(
+                        f"{filename}: {resource_type}.{resource_name} has a lifecycle block;"
+                        " the transform adds its own"
                     )
+                inner = block.indent + "  "
+                lifecycle = ["", f"{inner}# Added by the offline transform (provider 3.39)."]
+                lifecycle.append(f"{inner}lifecycle {{")
+                if ignored:
+                    lifecycle.append(f"{inner}  # Set by {GENERATED_FILE} after apply.")
+                    lifecycle.append(f"{inner}  ignore_changes = [{', '.join(ignored)}]")
+                for condition, message in preconditions:
+                    lifecycle += [
+                        f"{inner}  precondition {{",
+                        f"{inner}    condition     = {condition}",
+                        f"{inner}    error_message = {json.dumps(message)}",
+                        f"{inner}  }}",
+                    ]
+                lifecycle.append(f"{inner}}}")
+                replace(block.last, block.last - 1, lifecycle)  # before the closing brace
             if settings:
                 if resource_type not in POST_APPLY_TARGETS:
                     raise TransformError(f"{filename}: no post-apply target for {resource_type}")
@@ -366,7 +400,11 @@ def write_offline_copy(out_dir: Path, source_dir: Path = REAL_CONFIG_DIR) -> lis
         written.append(path)
     # Taking arguments out and renaming endpoints shifts fmt's alignment of `=`; Terraform's
     # own formatter restores it (the copy is then as canonical as the real configuration).
-    subprocess.run([terraform_binary(), "fmt", "-list=false", str(out_dir)], check=True)
+    fmt = subprocess.run(
+        [terraform_binary(), "fmt", "-list=false", str(out_dir)], capture_output=True, text=True
+    )
+    if fmt.returncode != 0:
+        raise TransformError(f"terraform fmt rejected the offline copy:\n{fmt.stderr}")
     return written
 
 

@@ -193,11 +193,15 @@ def test_resources_with_for_each_get_one_post_apply_per_instance():
     assert "SqsManagedSseEnabled = true" in body["triggers_replace"]["settings"]
 
 
-def test_stream_mode_block_is_dropped():
+def test_stream_mode_block_is_dropped_with_a_precondition_that_it_was_provisioned():
     out = transform({"streams.tf": STREAM})
     stream = _resource(out["streams.tf"], "aws_kinesis_stream", "events")
     assert "stream_mode_details" not in stream
     assert stream["shard_count"] == 2
+    (lifecycle,) = stream["lifecycle"]
+    (precondition,) = lifecycle["precondition"]
+    assert precondition["condition"] == '${var.stream_mode == "PROVISIONED"}'
+    assert "real configuration" in precondition["error_message"]
 
 
 def test_no_post_apply_file_when_nothing_is_deferred():

@@ -350,6 +350,19 @@ def test_only_lambda_can_assume_the_role(stack, clients):
     assert statement["Action"] == "sts:AssumeRole"
 
 
+# --- the offline path's limits ---------------------------------------------------------------
+
+
+def test_offline_copy_refuses_an_on_demand_stream_at_plan_time(
+    aws_endpoint, terraform, lambda_zip, tmp_path, capfd
+):
+    args = ["--work-dir", str(tmp_path / "terraform"), "--lambda-zip", str(lambda_zip)]
+    args += ["--stack-json", str(tmp_path / "stack.json"), "--name", "sl-on-demand"]
+    assert infra_stack.main(["plan", *args, "--var", "stream_mode=ON_DEMAND"]) == 1
+    captured = capfd.readouterr()
+    assert "supports stream_mode" in " ".join(captured.err.split())
+
+
 # --- idempotence and teardown (keep these last: the final one destroys the stack) -------------
 
 
