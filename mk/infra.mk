@@ -8,7 +8,7 @@ INFRA_PROVIDER ?= offline
 INFRA_ON_AWS ?=
 INFRA_FLAGS = --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP) $(if $(INFRA_ON_AWS),--aws)
 LAMBDA_ZIP := build/lambda.zip
-LAMBDA_SOURCES := $(shell find processor -name '*.py' 2>/dev/null)
+LAMBDA_SOURCES := $(shell find processor -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: infra-up infra-down infra-plan lambda-zip
 
