@@ -78,8 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flags.add_argument("--stream-arn", help="Kinesis stream or DynamoDB stream ARN")
     flags.add_argument("--handler", help="module.function, e.g. processor.handler.handler")
-    flags.add_argument("--timeout", type=float, help=f"seconds (default {DEFAULT_TIMEOUT_S})")
-    flags.add_argument("--memory-size", type=int, help=f"MB (default {DEFAULT_MEMORY_MB})")
+    flags.add_argument(
+        "--timeout",
+        type=float,
+        help=f"seconds; default: the function's configuration, else {DEFAULT_TIMEOUT_S}",
+    )
+    flags.add_argument(
+        "--memory-size",
+        type=int,
+        help=f"MB; default: the function's configuration, else {DEFAULT_MEMORY_MB}",
+    )
     flags.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="function environment"
     )

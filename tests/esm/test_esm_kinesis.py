@@ -540,3 +540,92 @@ def test_throttled_reads_are_retried_with_backoff(harness):
     gaps = [b - a for a, b in zip(throttled, throttled[1:], strict=False)]
     assert gaps[1] > gaps[0] * 1.5  # the wait doubles
     assert FAST.throttle_backoff_s <= gaps[0]
+
+
+def test_runs_from_flags_without_a_mapping_or_function_at_the_endpoint(harness):
+    arn = harness.create_stream()
+    harness.put([("k", f"r{i}") for i in range(5)])
+
+    result = _run_cli(
+        "--stream-arn",
+        arn,
+        "--handler",
+        "esm_handlers.record",
+        "--env",
+        f"ESM_TEST_LOG={harness.log_path}",
+        "--batch-size",
+        "2",
+        "--code-dir",
+        str(CODE_DIR),
+        "--until-idle",
+        "0.3",
+        "--state-dir",
+        str(harness.state_dir),
+        *FAST_FLAGS,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert [e["data"] for e in harness.invocations()] == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+
+
+def test_prints_per_shard_progress_while_running(harness):
+    arn = harness.create_stream()
+    harness.put([("k", f"r{i}") for i in range(20)])
+
+    result = _run_cli(
+        "--stream-arn",
+        arn,
+        "--handler",
+        "esm_handlers.record",
+        "--env",
+        f"ESM_TEST_LOG={harness.log_path}",
+        "--env",
+        "ESM_TEST_SLEEP=0.1",
+        "--batch-size",
+        "2",
+        "--code-dir",
+        str(CODE_DIR),
+        "--until-idle",
+        "0.3",
+        "--progress-interval",
+        "0.25",
+        "--state-dir",
+        str(harness.state_dir),
+        *FAST_FLAGS,
+    )
+
+    assert result.returncode == 0, result.stderr
+    progress = [
+        line for line in result.stderr.splitlines() if line.startswith("[esm] ") and "/s)" in line
+    ]
+    assert len(progress) >= 2
+    assert all("shardId-000000000000" in line and "IteratorAge" in line for line in progress)
+
+
+def test_help_lists_every_setting():
+    result = subprocess.run(
+        [sys.executable, "-m", "esm", "--help"], capture_output=True, text=True, check=True
+    )
+    for flag in (
+        "--function-name",
+        "--code-dir",
+        "--until-idle",
+        "--stream-arn",
+        "--handler",
+        "--timeout",
+        "--batch-size",
+        "--maximum-batching-window",
+        "--starting-position",
+        "--starting-position-timestamp",
+        "--maximum-retry-attempts",
+        "--maximum-record-age",
+        "--bisect-batch-on-function-error",
+        "--parallelization-factor",
+        "--report-batch-item-failures",
+        "--on-failure-destination",
+        "--retry-backoff",
+        "--poll-interval",
+        "--state-dir",
+        "--checkpoint-table",
+    ):
+        assert flag in result.stdout

@@ -1,0 +1,65 @@
+"""Event records as Lambda delivers them, built without a server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from esm.settings import FunctionSettings
+from esm.sources import KinesisSource, event_payload
+
+FUNCTION = FunctionSettings(
+    name="f",
+    arn="arn:aws:lambda:us-east-2:123456789012:function:f",
+    handler="m.h",
+    role_arn="arn:aws:iam::123456789012:role/lambda-role",
+)
+STREAM_ARN = "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"
+
+
+@pytest.mark.parametrize(
+    "partition_key",
+    [
+        pytest.param("1", id="plain"),
+        pytest.param('quote"back\\slash', id="json-escapes"),
+        pytest.param("ké🙂", id="non-ascii"),
+    ],
+)
+def test_kinesis_event_record_matches_the_documented_shape(partition_key):
+    source = KinesisSource(STREAM_ARN, FUNCTION, client=None)
+    arrival = datetime.fromtimestamp(1545084650.987, tz=UTC)
+    record = source._record(
+        "shardId-000000000006",
+        {
+            "SequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+            "ApproximateArrivalTimestamp": arrival,
+            "Data": b"Hello, this is a test.",
+            "PartitionKey": partition_key,
+        },
+    )
+    # The example event of the Lambda developer guide (with-kinesis.html).
+    assert json.loads(event_payload([record])) == {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": partition_key,
+                    "sequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+                    "data": base64.b64encode(b"Hello, this is a test.").decode(),
+                    "approximateArrivalTimestamp": 1545084650.987,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": "shardId-000000000006:"
+                "49590338271490256608559692538361571095921575989136588898",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/lambda-role",
+                "awsRegion": "us-east-2",
+                "eventSourceARN": STREAM_ARN,
+            }
+        ]
+    }
+    assert record.position == 49590338271490256608559692538361571095921575989136588898
