@@ -119,7 +119,8 @@ def generate_events(
     order they are listed (and sent).
     """
     if keys < len(sources) or count < 0:
-        raise ValueError(f"need at least one key per source, got {keys} keys for {sources}")
+        names = ", ".join(str(source) for source in sources)
+        raise ValueError(f"need at least one key per source ({names}), got {keys}")
     rng = random.Random(seed)
     alphabet = string.ascii_letters + string.digits
     events: list[Event] = []
@@ -559,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     stack = resolve_stack(args, "kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
     sources = [Source.KINESIS, Source.DYNAMODB] if args.source == "both" else [Source(args.source)]
     if Source.KINESIS in sources and not (
@@ -569,9 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     if Source.DYNAMODB in sources and not stack["source_table_name"]:
         raise SystemExit("no source table: pass --stack or --source-table-name")
 
-    events = generate_events(
-        args.count, args.keys, sources, args.payload_size, args.poison_fraction, args.seed
-    )
+    try:
+        events = generate_events(
+            args.count, args.keys, sources, args.payload_size, args.poison_fraction, args.seed
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     started = time.monotonic()
     ctx = SendContext(progress=Progress("load", len(events)), limiter=RateLimiter(args.rate))
     jobs: list[Callable[[], None]] = []
