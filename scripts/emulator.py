@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,9 @@ def wait_until_ready(endpoint: str, timeout_s: float = READY_TIMEOUT_S, proc=Non
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
                 return
+        except urllib.error.HTTPError:
+            # It answered: alive. (data.json fails with 500 once a function exists.)
+            return
         except OSError as exc:
             last_error = exc
             time.sleep(0.1)
