@@ -90,6 +90,19 @@ class BatchDelivery:
             invocation = self._invoke(event_payload(records))
             attempt.invocations += 1
             self._stats.invoked(len(records), invocation.error is not None)
+            if invocation.error is not None:
+                error = invocation.error
+                log.warning(
+                    "%s %s: function error on %d records (%s..%s), retry %d: %s: %s",
+                    self.function.name,
+                    self.shard_id,
+                    len(records),
+                    records[0].sequence_number,
+                    records[-1].sequence_number,
+                    attempt.retries,
+                    error.error_type,
+                    error.message,
+                )
             failed_from, function_error = self._failure_point(invocation, records)
             if failed_from is None:
                 settled(records)

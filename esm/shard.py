@@ -49,7 +49,8 @@ class Tuning:
     max_throttle_backoff_s: float = 5.0
     shard_refresh_s: float = 10.0  # how often to look for new shards
     progress_interval_s: float = 10.0  # how often to print progress (0: never)
-    max_buffered_records: int = 20000  # read-ahead per shard
+    max_buffered_records: int = 20000  # read-ahead per shard, in records
+    max_buffered_bytes: int = 64 * 1024 * 1024  # and in payload bytes
     read_limit: int = 2500  # records asked of one GetRecords call (at least the batch size)
 
 
@@ -82,6 +83,7 @@ class ShardProcessor:
         self._cond = threading.Condition()
         self._lanes = [deque() for _ in range(mapping.parallelization_factor)]
         self._unsettled: OrderedDict[str, bool] = OrderedDict()  # sequence number -> settled
+        self._buffered_bytes = 0  # payload bytes read and not yet settled
         self._last_settled = last_checkpoint
         self._last_read: str | None = last_checkpoint
         self._ended = False  # the reader reached the end of a closed shard
@@ -132,10 +134,7 @@ class ShardProcessor:
         failures = 0
         while not self._stop.is_set():
             with self._cond:
-                while (
-                    len(self._unsettled) >= self._tuning.max_buffered_records
-                    and not self._stop.is_set()
-                ):
+                while self._buffer_full() and not self._stop.is_set():
                     self._cond.wait(0.1)
             if self._stop.is_set():
                 return
@@ -168,6 +167,12 @@ class ShardProcessor:
             if not result.records:
                 self._stop.wait(self._tuning.poll_interval_s)
 
+    def _buffer_full(self) -> bool:
+        return (
+            len(self._unsettled) >= self._tuning.max_buffered_records
+            or self._buffered_bytes >= self._tuning.max_buffered_bytes
+        )
+
     def _read_limit(self) -> int:
         # Reads of a few thousand keep the pipeline short (the lanes start on the first
         # records sooner); never fewer than a batch, so a full batch can come from one read.
@@ -192,6 +197,7 @@ class ShardProcessor:
             factor = len(self._lanes)
             for record in records:
                 self._unsettled[record.sequence_number] = False
+                self._buffered_bytes += record.data_size
                 self._lanes[lane_of(record.partition_key, factor)].append(record)
             if records:
                 self._last_read = records[-1].sequence_number
@@ -255,6 +261,7 @@ class ShardProcessor:
         with self._cond:
             for record in records:
                 self._unsettled[record.sequence_number] = True
+                self._buffered_bytes -= record.data_size
             advanced = None
             while self._unsettled:
                 sequence_number, done = next(iter(self._unsettled.items()))

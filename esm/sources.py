@@ -40,7 +40,7 @@ class StreamRecord:
     thread goes straight back to GetRecords (the two overlap while the reader waits on I/O).
     """
 
-    __slots__ = ("sequence_number", "partition_key", "arrival_s", "_json", "_build")
+    __slots__ = ("sequence_number", "partition_key", "arrival_s", "data_size", "_json", "_build")
 
     def __init__(
         self,
@@ -48,10 +48,12 @@ class StreamRecord:
         partition_key: str,
         arrival_s: float,
         event_json: str | Callable[[], str],
+        data_size: int = 0,
     ) -> None:
         self.sequence_number = sequence_number
         self.partition_key = partition_key
         self.arrival_s = arrival_s
+        self.data_size = data_size  # the payload's bytes, for bounding the read-ahead
         if isinstance(event_json, str):
             self._json, self._build = event_json, None
         else:
@@ -162,6 +164,7 @@ class KinesisSource:
             record["PartitionKey"],
             arrival_s,
             functools.partial(self._event_json, shard_id, record, arrival_s),
+            len(record["Data"]),
         )
 
     def _event_json(self, shard_id: str, record: dict[str, Any], arrival_s: float) -> str:
@@ -292,8 +295,9 @@ class DynamoDBStreamSource:
             event_record["userIdentity"] = record["userIdentity"]
         keys = stream_record.get("Keys", {})
         partition_key = json.dumps(keys, sort_keys=True, separators=(",", ":"))
+        event_json = json.dumps(event_record)
         return StreamRecord(
-            stream_record["SequenceNumber"], partition_key, arrival_s, json.dumps(event_record)
+            stream_record["SequenceNumber"], partition_key, arrival_s, event_json, len(event_json)
         )
 
 

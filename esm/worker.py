@@ -80,6 +80,9 @@ def serve(handler_name: str, requests: BinaryIO, replies: BinaryIO) -> None:
                 response = handler(json.loads(payload), context)
             except Exception as exc:
                 reply = _error(exc)
+                # What Lambda's Python runtime logs for an unhandled error.
+                print(f"[ERROR] {reply['errorType']}: {reply['errorMessage']}", file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
             else:
                 try:
                     encoded = json.dumps({"ok": True, "response": response}).encode()
