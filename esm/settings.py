@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger("esm")
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_TIMEOUT_S = 3
@@ -104,7 +107,10 @@ class MappingSettings:
             if self.source != "kinesis":
                 raise SettingsError("AT_TIMESTAMP is a Kinesis starting position only")
             if self.starting_position_timestamp is None:
-                raise SettingsError("AT_TIMESTAMP needs a starting position timestamp")
+                raise SettingsError(
+                    "AT_TIMESTAMP needs a starting position timestamp (moto's mapping listing "
+                    "leaves it out: run with --stream-arn and --starting-position-timestamp)"
+                )
 
     @classmethod
     def from_api(cls, mapping: dict[str, Any]) -> MappingSettings:
@@ -152,6 +158,13 @@ def load_mappings(lambda_client, function: FunctionSettings) -> list[MappingSett
                 continue
             if mapping.get("EventSourceArn", "").split(":")[2:3] not in (["kinesis"], ["dynamodb"]):
                 continue
+            for unsupported in ("FilterCriteria", "TumblingWindowInSeconds"):
+                if mapping.get(unsupported):
+                    log.warning(
+                        "mapping %s: %s is not supported by the local runner; ignored",
+                        mapping.get("UUID"),
+                        unsupported,
+                    )
             mappings.append(MappingSettings.from_api(mapping))
     return mappings
 

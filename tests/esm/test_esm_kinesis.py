@@ -629,3 +629,38 @@ def test_help_lists_every_setting():
         "--checkpoint-table",
     ):
         assert flag in result.stdout
+
+
+def test_every_mapping_setting_is_read_from_the_lambda_api(harness):
+    arn = harness.create_stream()
+    _, queue_arn = harness.create_queue()
+    function = harness.create_function("esm_handlers.record")
+    mapping_uuid = harness.create_mapping(
+        function,
+        arn,
+        StartingPosition="LATEST",  # moto leaves StartingPositionTimestamp out of its listing
+        BatchSize=250,
+        MaximumBatchingWindowInSeconds=3,
+        MaximumRetryAttempts=4,
+        MaximumRecordAgeInSeconds=120,
+        BisectBatchOnFunctionError=True,
+        ParallelizationFactor=5,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+    )
+
+    (settings,) = load_mappings(harness.client("lambda"), function)
+
+    assert settings == mapping(
+        arn,
+        batch_size=250,
+        maximum_batching_window_s=3,
+        starting_position=StartingPosition.LATEST,
+        maximum_retry_attempts=4,
+        maximum_record_age_s=120,
+        bisect_batch_on_function_error=True,
+        parallelization_factor=5,
+        report_batch_item_failures=True,
+        on_failure_destination_arn=queue_arn,
+        uuid=mapping_uuid,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,6 +18,7 @@ from esm.rules import (
     retries_exhausted,
     take_batch,
 )
+from esm.settings import MappingSettings, SettingsError, StartingPosition
 from esm.sources import StreamRecord
 
 BATCH = ["101", "205", "1003"]  # sequence numbers of varying length, in shard order
@@ -193,3 +195,50 @@ def test_record_age_exceeded_has_no_response_context():
     )
     assert record["requestContext"]["condition"] == "RecordAgeExceeded"
     assert "responseContext" not in record
+
+
+def test_mapping_defaults_are_lambdas():
+    settings = MappingSettings.from_api(
+        {"EventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/s", "UUID": "u"}
+    )
+    assert settings == MappingSettings(
+        event_source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        batch_size=100,
+        maximum_batching_window_s=0,
+        starting_position=StartingPosition.TRIM_HORIZON,
+        maximum_retry_attempts=-1,
+        maximum_record_age_s=-1,
+        bisect_batch_on_function_error=False,
+        parallelization_factor=1,
+        report_batch_item_failures=False,
+        uuid="u",
+    )
+
+
+def test_at_timestamp_mapping_keeps_its_timestamp():
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    settings = MappingSettings.from_api(
+        {
+            "EventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+            "StartingPosition": "AT_TIMESTAMP",
+            "StartingPositionTimestamp": moment,
+        }
+    )
+    assert settings.starting_position_timestamp == moment
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"batch_size": 0}, id="batch-size-0"),
+        pytest.param({"batch_size": 10001}, id="batch-size-10001"),
+        pytest.param({"parallelization_factor": 11}, id="parallelization-11"),
+        pytest.param({"maximum_record_age_s": 59}, id="record-age-59"),
+        pytest.param({"maximum_retry_attempts": -2}, id="retries-minus-2"),
+        pytest.param({"maximum_batching_window_s": 301}, id="window-301"),
+        pytest.param({"starting_position": StartingPosition.AT_TIMESTAMP}, id="at-timestamp-no-ts"),
+    ],
+)
+def test_settings_outside_lambdas_ranges_are_refused(settings):
+    with pytest.raises(SettingsError):
+        MappingSettings(event_source_arn="arn:aws:kinesis:us-east-1:1:stream/s", **settings)
