@@ -89,7 +89,7 @@ class BatchDelivery:
                 return False
             invocation = self._invoke(event_payload(records))
             attempt.invocations += 1
-            self._stats.invoked(len(records), invocation.error is not None)
+            self._stats.invoked(invocation.error is not None)
             if invocation.error is not None:
                 error = invocation.error
                 log.warning(

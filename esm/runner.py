@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from esm.checkpoints import CheckpointStore, DynamoDBCheckpointStore, FileCheckpointStore
 from esm.delivery import Backoff, BatchDelivery
@@ -82,7 +83,12 @@ class MappingRunner:
         if self._shard_finished.is_set() or now >= self._refresh_due:
             self._shard_finished.clear()
             self._refresh_due = now + self._tuning.shard_refresh_s
-            self._discover()
+            try:
+                self._discover()
+            except (ClientError, BotoCoreError) as exc:
+                # Throttled or briefly unreachable: the running shards go on; list again soon.
+                log.warning("%s: listing shards failed, retrying: %s", self.source.stream_arn, exc)
+                self._refresh_due = now + max(self._tuning.throttle_backoff_s, 0.1)
         for shard_id, processor in list(self.processors.items()):
             if processor.finished:
                 processor.join()

@@ -28,7 +28,7 @@ class ShardStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rate_mark: tuple[float, int] = field(default=(0.0, 0), repr=False)
 
-    def invoked(self, size: int, failed: bool) -> None:
+    def invoked(self, failed: bool) -> None:
         with self._lock:
             self.invocations += 1
             self.function_errors += failed
