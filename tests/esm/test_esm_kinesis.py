@@ -388,16 +388,17 @@ def test_crash_is_a_function_error_and_replaces_the_worker(harness):
 
 
 def test_expired_records_are_split_off_with_record_age_exceeded(harness):
-    # Given three records, then three more two seconds later, and a maximum age of 60 s;
-    # the runner's clock is set so that only the first three are older than that
+    # Given three records, then three more three seconds later, and a maximum age of 60 s;
+    # the runner's clock is set so that only the first three are older than that (with a
+    # margin of 1.5 s either side for the runner to get going)
     arn = harness.create_stream()
     harness.put([("k", f"old{i}") for i in range(3)])
-    time.sleep(2)
+    time.sleep(3)
     harness.put([("k", f"new{i}") for i in range(3)])
     newest_put = time.time()
     queue_url, queue_arn = harness.create_queue()
     function = harness.create_function("esm_handlers.record")
-    offset_s = 59.0 - (time.time() - newest_put)
+    offset_s = 58.5 - (time.time() - newest_put)
 
     harness.run(
         function,
@@ -445,10 +446,11 @@ def test_latest_starts_at_the_tip_of_the_shard(harness):
     thread = threading.Thread(target=runner.run, kwargs={"until_idle_s": 0.5})
     thread.start()
     try:
+        # Idle: the shard's LATEST iterator is taken and its first read came back empty.
         deadline = time.monotonic() + 10
-        while not runner.stats and time.monotonic() < deadline:
+        while not (runner.stats and runner.mapping_runners[0].idle):
+            assert time.monotonic() < deadline, "the runner never started reading"
             time.sleep(0.02)
-        time.sleep(0.2)  # the shard iterator is taken when the shard starts
         harness.put([("k", "after")])
     finally:
         thread.join(30)
