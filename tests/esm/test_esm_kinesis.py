@@ -8,6 +8,7 @@ References (Lambda developer guide):
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import subprocess
 import sys
@@ -666,3 +667,47 @@ def test_every_mapping_setting_is_read_from_the_lambda_api(harness):
         on_failure_destination_arn=queue_arn,
         uuid=mapping_uuid,
     )
+
+
+def test_infinite_retries_last_until_the_records_expire(harness):
+    # Given a batch that always fails, MaximumRetryAttempts -1 and a maximum age of 60 s,
+    # with a runner clock that moves 7 s on every reading
+    arn = harness.create_stream()
+    harness.put([("k", "bad0"), ("k", "bad1")])
+    queue_url, queue_arn = harness.create_queue()
+    function = harness.create_function("esm_handlers.fail_on_bad")
+    readings = itertools.count()
+
+    harness.run(
+        function,
+        [
+            mapping(
+                arn,
+                maximum_retry_attempts=-1,
+                maximum_record_age_s=60,
+                on_failure_destination_arn=queue_arn,
+            )
+        ],
+        clock=lambda: time.time() + 7 * next(readings),
+    )
+
+    # Then it retried until the records were too old, then gave them up as expired
+    invocations = harness.invocations()
+    assert len(invocations) > 3
+    assert all(e["data"] == ["bad0", "bad1"] for e in invocations)
+    (failure,) = harness.messages(queue_url)
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert failure["requestContext"]["approximateInvokeCount"] == len(invocations)
+    assert "responseContext" not in failure
+    assert failure["KinesisBatchInfo"]["batchSize"] == 2
+
+
+def test_exhausted_batch_without_a_destination_is_discarded_and_the_shard_moves_on(harness):
+    arn = harness.create_stream()
+    harness.put([("k", "bad"), ("k", "ok")])
+    function = harness.create_function("esm_handlers.fail_on_bad")
+
+    summary = harness.run(function, [mapping(arn, batch_size=1, maximum_retry_attempts=1)])
+
+    assert [e["data"] for e in harness.invocations()] == [["bad"], ["bad"], ["ok"]]
+    assert summary.shards[0]["retryAttemptsExhausted"] == 1
