@@ -361,13 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between reads")
     parser.add_argument("--no-wait", action="store_true", help="assess the current state once")
-    add_stack_arguments(parser, "sink_table_name", "poison_queue_url")
+    add_stack_arguments(parser, "sink_table_name", "poison_queue_url", "on_failure_queue_url")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    stack = resolve_stack(args, "sink_table_name", "poison_queue_url")
+    stack = resolve_stack(args, "sink_table_name", "poison_queue_url", "on_failure_queue_url")
     if not stack["sink_table_name"] or not stack["poison_queue_url"]:
         print("need the sink table and poison queue: --stack or explicit names", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -394,6 +394,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         progress.finish()
     print(report.summary())
+    if not report.ok and stack["on_failure_queue_url"]:
+        # Batches the ESM gave up on are the usual place lost events went.
+        waiting = sqs.get_queue_attributes(
+            QueueUrl=stack["on_failure_queue_url"],
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        if int(waiting):
+            report.details.insert(
+                0, f"{waiting} batch(es) on the on-failure queue: replay.py --from on-failure"
+            )
     for line in report.details[:MAX_DETAIL_LINES]:
         print(f"  {line}")
     if len(report.details) > MAX_DETAIL_LINES:

@@ -317,3 +317,22 @@ def test_an_incomplete_manifest_is_refused(demo_stack, tmp_path):
     manifest.write_text(json.dumps({"version": 1, "complete": False, "events": []}))
 
     assert run_verify(demo_stack, manifest, "--no-wait") == verify.EXIT_UNUSABLE
+
+
+@pytest.mark.integration
+def test_a_loss_points_at_batches_waiting_on_the_on_failure_queue(
+    aws_session, demo_stack, hand_made_state, capsys
+):
+    put_sink(
+        aws_session.client("dynamodb"),
+        demo_stack["sink_table_name"],
+        {**GOOD_SINK, "d-1": row("d-1", ["q1"], 1)},
+    )
+    aws_session.client("sqs").send_message(
+        QueueUrl=demo_stack["on_failure_queue_url"], MessageBody=json.dumps({"version": "1.0"})
+    )
+
+    code = run_verify(demo_stack, hand_made_state, "--no-wait")
+
+    assert code == 1
+    assert "1 batch(es) on the on-failure queue" in capsys.readouterr().out
