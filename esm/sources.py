@@ -115,14 +115,14 @@ class KinesisSource:
         self.stream_arn = stream_arn
         self.stream_name = stream_arn.split("/", 1)[1]
         self.region = stream_arn.split(":")[3]
-        self._client = client
+        self.client = client
         self._function = function
 
     def list_shards(self) -> list[Shard]:
         shards, token = [], None
         while True:
             kwargs = {"NextToken": token} if token else {"StreamName": self.stream_name}
-            page = self._client.list_shards(**kwargs)
+            page = self.client.list_shards(**kwargs)
             for shard in page["Shards"]:
                 parents = tuple(
                     p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
@@ -145,10 +145,10 @@ class KinesisSource:
             kwargs["StartingSequenceNumber"] = sequence_number
         if timestamp is not None:
             kwargs["Timestamp"] = timestamp
-        return self._client.get_shard_iterator(**kwargs)["ShardIterator"]
+        return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
 
     def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
-        response = self._client.get_records(
+        response = self.client.get_records(
             ShardIterator=iterator, Limit=min(limit, KINESIS_GET_RECORDS_LIMIT)
         )
         records = [self._record(shard_id, r) for r in response["Records"]]
@@ -233,7 +233,7 @@ class DynamoDBStreamSource:
     def __init__(self, stream_arn: str, function: FunctionSettings, client) -> None:
         self.stream_arn = stream_arn
         self.region = stream_arn.split(":")[3]
-        self._client = client
+        self.client = client
         self._function = function
 
     def list_shards(self) -> list[Shard]:
@@ -242,7 +242,7 @@ class DynamoDBStreamSource:
             kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
             if start:
                 kwargs["ExclusiveStartShardId"] = start
-            description = self._client.describe_stream(**kwargs)["StreamDescription"]
+            description = self.client.describe_stream(**kwargs)["StreamDescription"]
             for shard in description.get("Shards", []):
                 parents = (shard["ParentShardId"],) if shard.get("ParentShardId") else ()
                 closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
@@ -261,10 +261,10 @@ class DynamoDBStreamSource:
         }
         if sequence_number is not None:
             kwargs["SequenceNumber"] = sequence_number
-        return self._client.get_shard_iterator(**kwargs)["ShardIterator"]
+        return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
 
     def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
-        response = self._client.get_records(
+        response = self.client.get_records(
             ShardIterator=iterator, Limit=min(limit, DYNAMODB_GET_RECORDS_LIMIT)
         )
         records = [self._record(r) for r in response["Records"]]

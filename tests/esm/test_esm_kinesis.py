@@ -519,7 +519,7 @@ def test_throttled_reads_are_retried_with_backoff(harness):
     function = harness.create_function("esm_handlers.record")
     tuning = dataclasses.replace(FAST, throttle_backoff_s=0.05, max_throttle_backoff_s=1.0)
     runner = harness.runner(function, [mapping(arn)], tuning=tuning)
-    kinesis = runner.mapping_runners[0].source._client
+    kinesis = runner.mapping_runners[0].source.client
     throttled = []
 
     def throttle_three_reads(**kwargs):
