@@ -285,7 +285,7 @@ def peek_queue(client, queue_url: str) -> list[dict]:
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=READ_VISIBILITY_TIMEOUT_S,
-                WaitTimeSeconds=1 if messages else 0,
+                WaitTimeSeconds=1,  # long polling asks every SQS host, not a sample
                 AttributeNames=["All"],
             )
             batch = response.get("Messages", [])
