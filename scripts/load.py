@@ -435,7 +435,7 @@ class SendContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _lanes(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
+def sender_lanes(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
     lanes: list[list[Unit]] = [[] for _ in range(workers)]
     for unit in units:
         lanes[zlib.crc32(unit.lane.encode("utf-8")) % workers].append(unit)
@@ -598,12 +598,12 @@ def main(argv: list[str] | None = None) -> int:
             units = aggregated_units(kinesis_events, shards, args.aggregate_max_records)
         else:
             units = kinesis_units(kinesis_events)
-        for lane in _lanes(units, args.workers):
+        for lane in sender_lanes(units, args.workers):
             jobs.append(lambda lane=lane: send_kinesis(kinesis, stream, lane, ctx))
     if Source.DYNAMODB in sources:
         dynamodb = boto3.client("dynamodb")
         units = dynamodb_units([e for e in events if e.source is Source.DYNAMODB])
-        for lane in _lanes(units, args.workers):
+        for lane in sender_lanes(units, args.workers):
             jobs.append(
                 lambda lane=lane: send_dynamodb(dynamodb, stack["source_table_name"], lane, ctx)
             )

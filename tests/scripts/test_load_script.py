@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 from collections import defaultdict
 
 import pytest
@@ -396,3 +397,26 @@ def test_the_cli_loads_both_sources_aggregated_and_writes_the_manifest(
         per_key[image["pk"]["S"]].append(int(image["n"]["N"]))
     assert len(images) == 200
     assert all(ns == list(range(1, 51)) for ns in per_key.values()) and len(per_key) == 4
+
+
+def test_the_rate_limit_spaces_requests_by_their_event_count():
+    limiter = load.RateLimiter(rate=200)
+    started = time.monotonic()
+
+    for _ in range(3):
+        limiter.acquire(20)  # 0.1 s of budget each; the first goes at once
+
+    assert 0.18 <= time.monotonic() - started < 1.0
+
+
+def test_each_key_is_sent_by_exactly_one_sender_lane():
+    units = kinesis_units(generate_events(200, 20, [Source.KINESIS]))
+
+    lanes = load.sender_lanes(units, workers=3)
+
+    owners = defaultdict(set)
+    for number, lane in enumerate(lanes):
+        for u in lane:
+            owners[u.events[0].key].add(number)
+    assert all(len(o) == 1 for o in owners.values()) and len(owners) == 20
+    assert sum(len(lane) for lane in lanes) == 200
