@@ -436,6 +436,8 @@ class SendContext:
 
 
 def sender_lanes(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
+    """Units split over `workers` sender threads by lane: a key's units stay on one thread,
+    in order, so only that thread's request sequencing has to keep them in order."""
     lanes: list[list[Unit]] = [[] for _ in range(workers)]
     for unit in units:
         lanes[zlib.crc32(unit.lane.encode("utf-8")) % workers].append(unit)
