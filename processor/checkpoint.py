@@ -45,6 +45,7 @@ class KeyState:
     failing_position: Position | None = None  # the record whose attempts are counted
     attempts: int = 0
     first_failure_at: str | None = None
+    parked: frozenset[Position] = frozenset()  # parked records not yet replayed
 
     def attempts_at(self, position: Position) -> int:
         return self.attempts if self.failing_position == position else 0
@@ -59,6 +60,9 @@ class CheckpointUpdate:
     failing_position: Position | None = None
     attempts: int = 0
     first_failure_at: str | None = None
+    parked: tuple[Position, ...] = ()  # records parked in this batch
+    replayed: tuple[Position, ...] = ()  # parked records applied by a replay
+    touch_failure: bool = True  # False: leave the key's attempt counter as it is (replays)
 
 
 @dataclass
@@ -130,9 +134,12 @@ class MemoryCheckpointStore:
     def commit_with_effects(self, update: CheckpointUpdate, effects: list[dict]) -> None:
         with self._lock:
             self.stats.writes += 1
-            current = self._states.get(update.key, KeyState()).position
+            state = self._states.get(update.key, KeyState())
+            current = state.position
             if current is not None and update.position is not None and current >= update.position:
                 raise StaleCheckpointError(update.key, update.position)
+            if not state.parked.issuperset(update.replayed):
+                raise StaleCheckpointError(update.key, update.replayed)
             self._apply(update)
             self.effects.extend(effects)
 
@@ -146,11 +153,15 @@ class MemoryCheckpointStore:
         if moves_back:
             raise StaleCheckpointError(update.key, update.position)
         position = update.position if update.position is not None else current.position
+        failure = (
+            (update.failing_position, update.attempts, update.first_failure_at)
+            if update.touch_failure
+            else (current.failing_position, current.attempts, current.first_failure_at)
+        )
         self._states[update.key] = KeyState(
-            position=position,
-            failing_position=update.failing_position,
-            attempts=update.attempts,
-            first_failure_at=update.first_failure_at,
+            position,
+            *failure,
+            parked=current.parked.union(update.parked).difference(update.replayed),
         )
 
     def position(self, key: CheckpointKey) -> Position | None:
@@ -278,17 +289,35 @@ class DynamoDBCheckpointStore:
             # attempt); a transaction must not, or a redelivered effect would commit twice.
             operator = "<" if strictly_forward else "<="
             condition = f"attribute_not_exists(#pos) OR #pos {operator} :pos"
-        names |= {"#fpos": "failing_position", "#att": "attempts", "#ffa": "first_failure_at"}
-        if update.failing_position is not None:
-            values[":fpos"] = {"S": encode_position(update.failing_position)}
-            values[":att"] = {"N": str(update.attempts)}
-            values[":ffa"] = {"S": update.first_failure_at or ""}
-            sets += ["#fpos = :fpos", "#att = :att", "#ffa = :ffa"]
-        else:
-            removes += ["#fpos", "#att", "#ffa"]
+        conditions = [condition] if condition else []
+        if update.touch_failure:
+            names |= {"#fpos": "failing_position", "#att": "attempts", "#ffa": "first_failure_at"}
+            if update.failing_position is not None:
+                values[":fpos"] = {"S": encode_position(update.failing_position)}
+                values[":att"] = {"N": str(update.attempts)}
+                values[":ffa"] = {"S": update.first_failure_at or ""}
+                sets += ["#fpos = :fpos", "#att = :att", "#ffa = :ffa"]
+            else:
+                removes += ["#fpos", "#att", "#ffa"]
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        # Parked positions live in a string set on the key's item, so a replay can tell a
+        # parked record (apply it once more) from an applied one (a duplicate).
+        if update.parked:
+            names["#parked"] = "parked"
+            values[":parked"] = {"SS": sorted({encode_position(p) for p in update.parked})}
+            expression += " ADD #parked :parked"
+        elif update.replayed:
+            names["#parked"] = "parked"
+            values[":replayed"] = {"SS": sorted({encode_position(p) for p in update.replayed})}
+            expression += " DELETE #parked :replayed"
+            if strictly_forward:
+                # Once only: the transaction commits while the record is still parked.
+                for i, position in enumerate(update.replayed):
+                    values[f":replayed{i}"] = {"S": encode_position(position)}
+                    conditions.append(f"contains(#parked, :replayed{i})")
+        condition = " AND ".join(f"({c})" for c in conditions) if conditions else None
         request = {
             "TableName": self.table_name,
             "Key": {self.key_attr: {"S": self.item_key(update.key)}},
@@ -324,6 +353,7 @@ def _state_from_item(item: dict) -> KeyState:
         failing_position=decode_position(s("failing_position")),
         attempts=int(attempts) if attempts else 0,
         first_failure_at=s("first_failure_at") or None,
+        parked=frozenset(decode_position(p) for p in item.get("parked", {}).get("SS", [])),
     )
 
 

@@ -39,6 +39,13 @@ def failure_response(item_identifier: str) -> PartialBatchResponse:
     return {"batchItemFailures": [{"itemIdentifier": item_identifier}]}
 
 
+# --- replay --------------------------------------------------------------------------------
+
+REPLAY_MARKER = "streamlineReplay"
+"""A top-level event key, set to true by replay tools. OrderedProcessor then applies parked
+records once more (exactly once with transaction items), leaves checkpoints and attempt
+counters alone, and never parks again: a failing replayed record is reported instead."""
+
 # --- poison message (our SQS body) -----------------------------------------------------
 
 POISON_MESSAGE_VERSION = "1"

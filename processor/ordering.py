@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.checkpoint import CheckpointKey, CheckpointStore, CheckpointUpdate, KeyState
-from processor.contracts import PartialBatchResponse, failure_response, success_response
+from processor.contracts import (
+    REPLAY_MARKER,
+    PartialBatchResponse,
+    failure_response,
+    success_response,
+)
 from processor.exceptions import EffectRejectedError, StaleCheckpointError
 from processor.poison import PoisonSink, build_poison_message, utc_now
 from processor.records import BatchItem, Position, Record, Unparseable, parse_event
@@ -59,13 +64,18 @@ class _Batch:
     checkpoint writes are built once, at the flush.
     """
 
-    def __init__(self, keys: list[CheckpointKey], states: dict[CheckpointKey, KeyState]):
+    def __init__(
+        self, keys: list[CheckpointKey], states: dict[CheckpointKey, KeyState], replay: bool
+    ):
         self.keys = keys
+        self.replay = replay
         self.states = [states.get(key) or _NO_STATE for key in keys]
         self.positions: list[Position | None] = [state.position for state in self.states]
         self.blocked = [False] * len(keys)
         self.dirty = [False] * len(keys)
         self.failures: dict[int, tuple[Position, int, str]] = {}
+        self.parked: dict[int, list[Position]] = {}
+        self.replayed: dict[int, list[Position]] = {}
         self.retry_from: BatchItem | None = None
 
     def advance(self, key_id: int, position: Position | None) -> None:
@@ -73,14 +83,29 @@ class _Batch:
             self.positions[key_id] = position
             self.dirty[key_id] = True
 
+    def park(self, key_id: int, position: Position | None) -> None:
+        if position is not None:
+            self.parked.setdefault(key_id, []).append(position)
+        self.advance(key_id, position)
+
+    def was_parked(self, key_id: int, position: Position) -> bool:
+        return position in self.states[key_id].parked and position not in self.replayed.get(
+            key_id, ()
+        )
+
+    def replayed_parked(self, key_id: int, position: Position) -> None:
+        self.replayed.setdefault(key_id, []).append(position)
+        self.dirty[key_id] = True
+
     def record_failure(self, key_id: int, position: Position, attempts: int, at: str) -> None:
         self.failures[key_id] = (position, attempts, at)
         self.dirty[key_id] = True
         self.blocked[key_id] = True
 
     def committed(self, key_id: int, position: Position) -> None:
-        """The store already holds this key at `position` (a transaction wrote it)."""
+        """A transaction wrote this key's checkpoint at `position`, and its parked records."""
         self.positions[key_id] = position
+        self.parked.pop(key_id, None)
         self.dirty[key_id] = False
 
     def updates(self) -> list[CheckpointUpdate]:
@@ -89,6 +114,9 @@ class _Batch:
             if not dirty:
                 continue
             update = CheckpointUpdate(self.keys[key_id], self.positions[key_id])
+            update.parked = tuple(self.parked.get(key_id, ()))
+            update.replayed = tuple(self.replayed.get(key_id, ()))
+            update.touch_failure = not self.replay
             if key_id in self.failures:
                 update.failing_position, update.attempts, update.first_failure_at = self.failures[
                     key_id
@@ -97,7 +125,7 @@ class _Batch:
         return updates
 
     def retry_from_here(self, item: BatchItem | None) -> None:
-        if item is None:
+        if item is None or item.sequence_number is None:
             return
         current = self.retry_from
         if current is None or int(item.sequence_number) < int(current.sequence_number):
@@ -146,7 +174,7 @@ class OrderedProcessor:
         ]
         keys = [CheckpointKey._make(key) for key in ids]  # in id order
         # A store that cannot be read raises here, before anything ran: Lambda retries.
-        batch = _Batch(keys, self.checkpoints.load(keys) if keys else {})
+        batch = _Batch(keys, self.checkpoints.load(keys) if keys else {}, is_replay(event))
         result = BatchResult(response=success_response())
         try:
             self._run_all(items, key_ids, batch, result, deadline)
@@ -179,25 +207,40 @@ class OrderedProcessor:
                 result.blocked += 1
                 continue
             if type(item) is Unparseable:
-                self._park(item, item.error, attempts=1, first_failure_at=utc_now())
-                batch.advance(key_id, item.position)
-                result.parked += 1
+                self._unparseable(item, key_id, batch, result)
                 continue
             current = positions[key_id]
+            replaying_parked = False
             if current is not None and item.position <= current:
-                result.duplicates += 1
-                continue
+                # Behind the checkpoint: applied (a duplicate), or parked and now replayed.
+                replaying_parked = batch.replay and batch.was_parked(key_id, item.position)
+                if not replaying_parked:
+                    result.duplicates += 1
+                    continue
             try:
                 effects = apply(item)
             except Exception as exc:  # any failure of user code is the record's, not the batch's
                 self._fail(item, key_id, exc, batch, result)
                 continue
             if effects and isinstance(effects, _EFFECT_TYPES):
-                self._commit_with_effects(item, key_id, list(effects), batch, result)
+                self._commit_with_effects(
+                    item, key_id, list(effects), batch, result, replaying_parked
+                )
                 continue
-            positions[key_id] = item.position
-            dirty[key_id] = True
+            if replaying_parked:
+                batch.replayed_parked(key_id, item.position)
+            else:
+                positions[key_id] = item.position
+                dirty[key_id] = True
             result.applied += 1
+
+    def _unparseable(self, item: Unparseable, key_id: int, batch: _Batch, result: BatchResult):
+        if batch.replay:  # parked already when it first arrived; it cannot parse now either
+            self._fail(item, key_id, item.error, batch, result)
+            return
+        self._park(item, item.error, attempts=1, first_failure_at=utc_now())
+        batch.park(key_id, item.position)
+        result.parked += 1
 
     def _stop_for_time(self, rest: list[BatchItem], batch: _Batch, result: BatchResult):
         result.unprocessed = len(rest)
@@ -214,25 +257,62 @@ class OrderedProcessor:
         effects: list[dict],
         batch: _Batch,
         result: BatchResult,
+        replaying_parked: bool = False,
     ) -> None:
-        try:
-            self.checkpoints.commit_with_effects(
-                CheckpointUpdate(batch.keys[key_id], item.position), effects
+        if replaying_parked:  # the checkpoint stays; the record leaves the parked set
+            update = CheckpointUpdate(
+                batch.keys[key_id], None, replayed=(item.position,), touch_failure=False
             )
+        else:  # records of this key parked earlier in the batch are written with it
+            update = CheckpointUpdate(
+                batch.keys[key_id],
+                item.position,
+                parked=tuple(batch.parked.get(key_id, ())),
+                touch_failure=not batch.replay,
+            )
+        try:
+            self.checkpoints.commit_with_effects(update, effects)
         except StaleCheckpointError:
-            # The checkpoint is already past this record: its effect was committed before.
+            # The store is already past this record: its effect was committed before.
             result.duplicates += 1
+            committed = False
         except EffectRejectedError as exc:
             self._fail(item, key_id, exc, batch, result)
             return
         else:
             result.applied += 1
-        # Either way the store holds this key's checkpoint at or past the record now.
-        batch.committed(key_id, item.position)
+            committed = True
+        if replaying_parked:
+            batch.replayed.setdefault(key_id, []).append(item.position)
+        elif committed:
+            batch.committed(key_id, item.position)
+        else:
+            batch.positions[key_id] = item.position
 
     def _fail(
-        self, item: Record, key_id: int, exc: Exception, batch: _Batch, result: BatchResult
+        self,
+        item: BatchItem,
+        key_id: int,
+        exc: BaseException,
+        batch: _Batch,
+        result: BatchResult,
     ) -> None:
+        if batch.replay:
+            # A replay neither counts attempts nor parks again: the message it came from stays
+            # on its queue, and the response says where the replay stopped.
+            self.logger.warning(
+                "replayed record failed",
+                extra={
+                    **_coordinates(item),
+                    "outcome": "failed",
+                    "error": str(exc),
+                    "error_type": type(exc).__name__,
+                },
+            )
+            batch.blocked[key_id] = True
+            batch.retry_from_here(item)
+            result.failed += 1
+            return
         state = batch.states[key_id]
         attempts = state.attempts_at(item.position) + 1
         first_failure_at = (
@@ -243,7 +323,7 @@ class OrderedProcessor:
         coordinates = _coordinates(item)
         if attempts >= self.max_attempts:
             self._park(item, exc, attempts=attempts, first_failure_at=first_failure_at)
-            batch.advance(key_id, item.position)
+            batch.park(key_id, item.position)
             result.parked += 1
             return
         self.logger.warning(
@@ -319,6 +399,11 @@ class OrderedProcessor:
         self.metrics.add_metric(
             name="BatchLatency", unit=MetricUnit.Milliseconds, value=result.latency_ms
         )
+
+
+def is_replay(event: Any) -> bool:
+    """An event built by a replay tool (scripts/replay.py) from parked or given-up records."""
+    return isinstance(event, dict) and event.get(REPLAY_MARKER) is True
 
 
 def _first_with_sequence_number(items: Sequence[BatchItem]) -> BatchItem | None:

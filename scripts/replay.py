@@ -14,9 +14,11 @@ on the Kinesis stream; for a DynamoDB stream the item is written again, which pu
 table's stream). A message is deleted only after its records were re-driven successfully;
 the others are made visible again. Messages are re-driven in stream order.
 
-Note: a handler built on OrderedProcessor skips records at or below its key's checkpoint,
-and a parked record counts as done, so `--to-handler` through the same checkpoint table
-applies nothing; `--to-stream` gives the records new positions instead.
+Events sent `--to-handler` carry `REPLAY_MARKER` (`"streamlineReplay": true`). A handler
+built on OrderedProcessor then applies each parked record once more (exactly once when it
+returns transaction items), skips records it had applied, leaves checkpoints and attempt
+counters alone, and reports a record that fails again instead of parking it a second time
+(the message then stays on its queue). `--to-stream` gives the records new positions instead.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from processor.contracts import OnFailureRecord, PoisonMessage, StreamBatchInfo
+from processor.contracts import REPLAY_MARKER, OnFailureRecord, PoisonMessage, StreamBatchInfo
 from scripts.load import (
     MAX_BYTES_PER_PUT,
     MAX_RECORDS_PER_PUT,
@@ -398,7 +400,7 @@ class HandlerTarget:
         for start in range(0, len(records), self.batch_size):
             batch = list(records[start : start + self.batch_size])
             try:
-                response = self.handler({"Records": batch}, ReplayContext())
+                response = self.handler({"Records": batch, REPLAY_MARKER: True}, ReplayContext())
             except Exception as exc:
                 raise ReplayError(f"handler raised {type(exc).__name__}: {exc}") from exc
             # Lambda's success answers: None, "", [], {} or an empty batchItemFailures.

@@ -321,3 +321,47 @@ def test_a_truncated_poison_message_is_read_back_from_the_stream(demo_stack, cli
 
     assert summary.replayed == 1
     assert [decoded(r) for r in handler.records] == [{"key": "k-0007", "n": 2, "payload": "p2"}]
+
+
+def test_a_parked_record_replayed_to_an_ordered_processor_is_applied_exactly_once(
+    demo_stack, clients
+):
+    from processor import OrderedProcessor
+    from processor.checkpoint import DynamoDBCheckpointStore
+    from processor.handler import SinkApplier
+    from processor.poison import SqsPoisonSink
+    from processor.testing import event, kinesis_record
+
+    sink = SinkApplier(demo_stack["sink_table_name"], boto3_client=clients["dynamodb"])
+    broken = {"yes": True}
+
+    def apply(record):
+        if broken["yes"]:
+            raise RuntimeError("a bug, fixed later")
+        return sink(record)
+
+    processor = OrderedProcessor(
+        apply,
+        checkpoints=DynamoDBCheckpointStore(demo_stack["checkpoint_table_name"]),
+        poison=SqsPoisonSink(demo_stack["poison_queue_url"]),
+        max_attempts=1,
+    )
+    body = {"key": "k-0009", "n": 1, "payload": "p"}
+    processor.process(
+        event(kinesis_record("k-0009", 5, body, arn=demo_stack["kinesis_stream_arn"]))
+    )
+    [parked] = peek_queue(clients["sqs"], demo_stack["poison_queue_url"])
+    broken["yes"] = False
+    send(clients["sqs"], demo_stack["poison_queue_url"], json.loads(parked["Body"]))  # a copy
+    target = HandlerTarget(lambda e, c: processor.process(e, c), "ordered", batch_size=100)
+
+    summary = replay.replay(
+        {QueueKind.POISON: demo_stack["poison_queue_url"]}, target, out=lambda _: None
+    )
+
+    assert (summary.replayed, summary.failed) == (2, 0)
+    row = clients["dynamodb"].get_item(
+        TableName=demo_stack["sink_table_name"], Key={"pk": {"S": "k-0009"}}
+    )["Item"]
+    assert (row["count"]["N"], row["last_n"]["N"]) == ("1", "1")
+    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
