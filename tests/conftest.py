@@ -7,6 +7,7 @@ runs there (a LocalStack, say). Resources get unique names, so tests never depen
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -51,3 +52,65 @@ def unique_name(request) -> str:
     """A resource name no other test uses: test name plus a random suffix, AWS-safe."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
     return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+KEY_SCHEMA = {
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def create_table(client, name: str, wait: bool = True, **extra) -> str:
+    """A table with the project's key schema (string hash key `pk`, on-demand)."""
+    client.create_table(TableName=name, **KEY_SCHEMA, **extra)
+    if wait:
+        client.get_waiter("table_exists").wait(TableName=name)
+    return name
+
+
+@pytest.fixture
+def new_table(aws_session):
+    """Make tables with the project's key schema: `new_table(name)` returns the name."""
+    client = aws_session.client("dynamodb")
+    return lambda name, **extra: create_table(client, name, **extra)
+
+
+@pytest.fixture
+def demo_stack(aws_session, unique_name, tmp_path) -> dict:
+    """Stream, source table (with stream), sink and checkpoint tables, poison and on-failure
+    queues, named uniquely; the dict has build/stack.json's keys, plus `path` to such a file."""
+    kinesis = aws_session.client("kinesis")
+    dynamodb = aws_session.client("dynamodb")
+    sqs = aws_session.client("sqs")
+    name = unique_name[-40:].strip("-")
+    kinesis.create_stream(StreamName=name, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    source = dynamodb.create_table(
+        TableName=f"{name}-src",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        **KEY_SCHEMA,
+    )
+    for table in ("sink", "ckpt"):
+        create_table(dynamodb, f"{name}-{table}", wait=False)
+    stream_arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    stack = {
+        "kinesis_stream_name": name,
+        "kinesis_stream_arn": stream_arn,
+        "source_table_name": f"{name}-src",
+        "source_table_stream_arn": source["TableDescription"]["LatestStreamArn"],
+        "sink_table_name": f"{name}-sink",
+        "checkpoint_table_name": f"{name}-ckpt",
+        "poison_queue_url": sqs.create_queue(QueueName=f"{name}-poison")["QueueUrl"],
+        "on_failure_queue_url": sqs.create_queue(QueueName=f"{name}-onfail")["QueueUrl"],
+    }
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(stack))
+    yield {**stack, "path": str(path)}
+    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    for table in ("src", "sink", "ckpt"):
+        dynamodb.delete_table(TableName=f"{name}-{table}")
+    for queue in ("poison_queue_url", "on_failure_queue_url"):
+        sqs.delete_queue(QueueUrl=stack[queue])

@@ -21,46 +21,6 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TIMEOUT_S = 150
-KEY_SCHEMA = {
-    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-    "BillingMode": "PAY_PER_REQUEST",
-}
-
-
-@pytest.fixture
-def pipeline(aws_session, unique_name, tmp_path) -> dict:
-    kinesis = aws_session.client("kinesis")
-    dynamodb = aws_session.client("dynamodb")
-    sqs = aws_session.client("sqs")
-    name = unique_name[-40:].strip("-")
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name)
-    source = dynamodb.create_table(
-        TableName=f"{name}-src",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        **KEY_SCHEMA,
-    )
-    for table in ("sink", "ckpt"):
-        dynamodb.create_table(TableName=f"{name}-{table}", **KEY_SCHEMA)
-    stack = {
-        "kinesis_stream_name": name,
-        "kinesis_stream_arn": kinesis.describe_stream_summary(StreamName=name)[
-            "StreamDescriptionSummary"
-        ]["StreamARN"],
-        "source_table_name": f"{name}-src",
-        "source_table_stream_arn": source["TableDescription"]["LatestStreamArn"],
-        "sink_table_name": f"{name}-sink",
-        "checkpoint_table_name": f"{name}-ckpt",
-        "poison_queue_url": sqs.create_queue(QueueName=f"{name}-poison")["QueueUrl"],
-    }
-    path = tmp_path / "stack.json"
-    path.write_text(json.dumps(stack))
-    yield {**stack, "path": str(path)}
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-    for table in ("src", "sink", "ckpt"):
-        dynamodb.delete_table(TableName=f"{name}-{table}")
-    sqs.delete_queue(QueueUrl=stack["poison_queue_url"])
 
 
 def start_runner(stack: dict, stream_arn: str, state_dir: Path, log_path: Path):
@@ -89,14 +49,14 @@ def start_runner(stack: dict, stream_arn: str, state_dir: Path, log_path: Path):
 
 
 def test_every_event_is_applied_once_in_order_or_parked_with_its_payload(
-    pipeline, tmp_path, capsys
+    demo_stack, tmp_path, capsys
 ):
     manifest = tmp_path / "manifest.json"
     assert (
         load.main(
             [
                 "--stack",
-                pipeline["path"],
+                demo_stack["path"],
                 "--source",
                 "both",
                 "--count",
@@ -119,7 +79,7 @@ def test_every_event_is_applied_once_in_order_or_parked_with_its_payload(
     assert {e["source"] for e in poison} == {"kinesis", "dynamodb"}
 
     runners = [
-        start_runner(pipeline, pipeline[arn], tmp_path / arn, tmp_path / f"{arn}.log")
+        start_runner(demo_stack, demo_stack[arn], tmp_path / arn, tmp_path / f"{arn}.log")
         for arn in ("kinesis_stream_arn", "source_table_stream_arn")
     ]
     try:
@@ -134,7 +94,7 @@ def test_every_event_is_applied_once_in_order_or_parked_with_its_payload(
     assert [r.returncode for r in runners] == [0, 0], logs
 
     code = verify.main([
-        "--stack", pipeline["path"], "--manifest", str(manifest),
+        "--stack", demo_stack["path"], "--manifest", str(manifest),
         "--timeout", "30", "--settle", "5", "--poll", "0.5",
     ])  # fmt: skip
 

@@ -29,32 +29,19 @@ pytestmark = pytest.mark.integration
 KEY = CheckpointKey(KINESIS_ARN, "shardId-000000000000", "a")
 
 
-def create_table(client, name: str) -> str:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name)
-    return name
-
-
 @pytest.fixture
 def dynamodb(aws_session):
     return aws_session.client("dynamodb")
 
 
 @pytest.fixture
-def store(dynamodb, unique_name) -> DynamoDBCheckpointStore:
-    return DynamoDBCheckpointStore(
-        create_table(dynamodb, f"ckpt-{unique_name}"), boto3_client=dynamodb
-    )
+def store(dynamodb, new_table, unique_name) -> DynamoDBCheckpointStore:
+    return DynamoDBCheckpointStore(new_table(f"ckpt-{unique_name}"), boto3_client=dynamodb)
 
 
 @pytest.fixture
-def sink_table(dynamodb, unique_name) -> str:
-    return create_table(dynamodb, f"sink-{unique_name}")
+def sink_table(new_table, unique_name) -> str:
+    return new_table(f"sink-{unique_name}")
 
 
 @pytest.fixture

@@ -104,22 +104,11 @@ def test_a_replay_never_moves_the_checkpoint_back():
     assert handler.applied == [2]
 
 
-def _table(client, name: str) -> str:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name)
-    return name
-
-
 @pytest.mark.integration
-def test_transactional_replay_commits_its_effect_exactly_once(aws_session, unique_name):
+def test_transactional_replay_commits_its_effect_exactly_once(aws_session, new_table, unique_name):
     dynamodb = aws_session.client("dynamodb")
-    store = DynamoDBCheckpointStore(_table(dynamodb, f"ckpt-{unique_name}"), boto3_client=dynamodb)
-    sink = _table(dynamodb, f"sink-{unique_name}")
+    store = DynamoDBCheckpointStore(new_table(f"ckpt-{unique_name}"), boto3_client=dynamodb)
+    sink = new_table(f"sink-{unique_name}")
     handler = Switchable(failing={2}, table=sink)
     processor = parked_then_fixed(store, handler)
 
@@ -136,14 +125,16 @@ def test_transactional_replay_commits_its_effect_exactly_once(aws_session, uniqu
 
 
 @pytest.mark.integration
-def test_two_concurrent_replays_of_one_parked_record_commit_once(aws_session, unique_name):
+def test_two_concurrent_replays_of_one_parked_record_commit_once(
+    aws_session, new_table, unique_name
+):
     from processor.checkpoint import CheckpointKey, CheckpointUpdate
     from processor.exceptions import StaleCheckpointError
     from processor.testing import KINESIS_ARN
 
     dynamodb = aws_session.client("dynamodb")
-    store = DynamoDBCheckpointStore(_table(dynamodb, f"ckpt-{unique_name}"), boto3_client=dynamodb)
-    sink = _table(dynamodb, f"sink-{unique_name}")
+    store = DynamoDBCheckpointStore(new_table(f"ckpt-{unique_name}"), boto3_client=dynamodb)
+    sink = new_table(f"sink-{unique_name}")
     key = CheckpointKey(KINESIS_ARN, "shardId-000000000000", "a")
     store.save([CheckpointUpdate(key, (2, 0), parked=((2, 0),))])
     # Both replays read the record as parked before either commits.
