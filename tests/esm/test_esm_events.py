@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from esm.settings import FunctionSettings
-from esm.sources import KinesisSource, event_payload
+from esm.sources import KinesisSource, _epoch_or_parsed, event_payload
 
 FUNCTION = FunctionSettings(
     name="f",
@@ -63,3 +63,32 @@ def test_kinesis_event_record_matches_the_documented_shape(partition_key):
         ]
     }
     assert record.position == 49590338271490256608559692538361571095921575989136588898
+
+
+@pytest.mark.parametrize(
+    "wire_value",
+    [
+        pytest.param(1545084650.987, id="epoch-number-as-the-runner-client-keeps-it"),
+        pytest.param(datetime.fromtimestamp(1545084650.987, tz=UTC), id="botocore-datetime"),
+    ],
+)
+def test_arrival_timestamp_is_the_same_from_an_epoch_number_or_a_datetime(wire_value):
+    source = KinesisSource(STREAM_ARN, FUNCTION, client=None)
+    record = source._record(
+        "shardId-000000000006",
+        {
+            "SequenceNumber": "1",
+            "ApproximateArrivalTimestamp": wire_value,
+            "Data": b"x",
+            "PartitionKey": "k",
+        },
+    )
+    assert record.arrival_s == 1545084650.987
+    assert json.loads(record.event_json)["kinesis"]["approximateArrivalTimestamp"] == 1545084650.987
+
+
+def test_runner_client_keeps_epoch_numbers_and_parses_other_timestamps():
+    assert _epoch_or_parsed(1545084650.987) == 1545084650.987
+    assert _epoch_or_parsed("2018-12-17T22:10:50.987Z") == datetime(
+        2018, 12, 17, 22, 10, 50, 987000, tzinfo=UTC
+    )
