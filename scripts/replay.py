@@ -179,30 +179,20 @@ def read_kinesis_range(client, arn: str, shard_id: str, start: str, end: str) ->
         ShardIteratorType="AT_SEQUENCE_NUMBER",
         StartingSequenceNumber=start,
     )["ShardIterator"]
-    records: list[dict] = []
-    empty_reads = 0
-    while iterator and empty_reads < MAX_EMPTY_READS:
-        response = client.get_records(ShardIterator=iterator, Limit=1000)
-        iterator = response.get("NextShardIterator")
-        if not response["Records"]:
-            empty_reads += 1
-            continue
-        for raw in response["Records"]:
-            if int(raw["SequenceNumber"]) > int(end):
-                return records
-            records.append(
-                lambda_kinesis_record(
-                    arn,
-                    shard_id,
-                    raw["PartitionKey"],
-                    raw["SequenceNumber"],
-                    raw["Data"],
-                    raw["ApproximateArrivalTimestamp"].timestamp(),
-                )
-            )
-            if int(raw["SequenceNumber"]) == int(end):
-                return records
-    return records
+    return _read_through(
+        client,
+        iterator,
+        end,
+        sequence_number=lambda raw: raw["SequenceNumber"],
+        to_lambda=lambda raw: lambda_kinesis_record(
+            arn,
+            shard_id,
+            raw["PartitionKey"],
+            raw["SequenceNumber"],
+            raw["Data"],
+            raw["ApproximateArrivalTimestamp"].timestamp(),
+        ),
+    )
 
 
 def read_dynamodb_range(client, arn: str, shard_id: str, start: str, end: str) -> list[dict]:
@@ -213,6 +203,25 @@ def read_dynamodb_range(client, arn: str, shard_id: str, start: str, end: str) -
         ShardIteratorType="AT_SEQUENCE_NUMBER",
         SequenceNumber=start,
     )["ShardIterator"]
+    return _read_through(
+        client,
+        iterator,
+        end,
+        sequence_number=lambda raw: raw["dynamodb"]["SequenceNumber"],
+        to_lambda=lambda raw: lambda_dynamodb_record(arn, raw["dynamodb"], raw["eventName"]),
+    )
+
+
+def _read_through(
+    client,
+    iterator: str | None,
+    end: str,
+    sequence_number: Callable[[dict], str],
+    to_lambda: Callable[[dict], dict],
+) -> list[dict]:
+    """GetRecords from `iterator` until the record at `end` (Kinesis and DynamoDB Streams
+    share the call's shape); gives up after MAX_EMPTY_READS empty answers."""
+    last = int(end)
     records: list[dict] = []
     empty_reads = 0
     while iterator and empty_reads < MAX_EMPTY_READS:
@@ -222,11 +231,11 @@ def read_dynamodb_range(client, arn: str, shard_id: str, start: str, end: str) -
             empty_reads += 1
             continue
         for raw in response["Records"]:
-            sequence_number = raw["dynamodb"]["SequenceNumber"]
-            if int(sequence_number) > int(end):
+            position = int(sequence_number(raw))
+            if position > last:
                 return records
-            records.append(lambda_dynamodb_record(arn, raw["dynamodb"], raw["eventName"]))
-            if int(sequence_number) == int(end):
+            records.append(to_lambda(raw))
+            if position == last:
                 return records
     return records
 
