@@ -43,8 +43,46 @@ def failure_response(item_identifier: str) -> PartialBatchResponse:
 
 REPLAY_MARKER = "streamlineReplay"
 """A top-level event key, set to true by replay tools. OrderedProcessor then applies parked
-records once more (exactly once with transaction items), leaves checkpoints and attempt
-counters alone, and never parks again: a failing replayed record is reported instead."""
+records, and records the ESM gave up on while they were unsettled, once more (exactly once
+with transaction items), leaves checkpoints and attempt counters alone, and never parks
+again: a failing replayed record is reported instead. The response then carries a
+`ReplayReport` under the same key."""
+
+REPLAY_SUB_SEQUENCE_NUMBER = "streamlineSubSequenceNumber"
+"""Set by replay tools inside a Kinesis record's `kinesis` object when the record stands for
+one KPL user record (its `data` is that user record's bytes, not an aggregate): the user
+record's sub-sequence number, so it keeps its position (sequence number, sub-sequence
+number) instead of taking (sequence number, 0)."""
+
+
+def replay_record_id(sequence_number: str, sub_sequence_number: int = 0) -> str:
+    """How a `ReplayReport` names one user record: "SEQ", or "SEQ:SUB" for a KPL sub-record."""
+    if sub_sequence_number:
+        return f"{sequence_number}:{sub_sequence_number}"
+    return sequence_number
+
+
+class ReplayReport(TypedDict):
+    """What a replay did with each record of the event, by `replay_record_id`.
+
+    A message may be deleted when every one of its records is in `applied`,
+    `alreadyReplayed` or (see below) `appliedInOrder`; never on anything else.
+    """
+
+    applied: list[str]  # applied by this replay
+    alreadyReplayed: list[str]  # applied by an earlier replay: known applied
+    # Behind the key's checkpoint and not among the records the processor saw left unapplied
+    # (parked, failed, blocked behind a failure, cut by the time budget). That means applied
+    # in order, but only if the processor ran to its end on the batch that held the record:
+    # after a function crash or timeout it may never have seen it. Trust it for an on-failure
+    # batch whose functionError is null; otherwise the record's fate is unknown.
+    appliedInOrder: list[str]
+    failed: list[str]  # failed again; batchItemFailures names the first
+    unparseable: list[str]  # cannot be parsed, so cannot be applied
+
+
+class ReplayResponse(PartialBatchResponse):
+    streamlineReplay: ReplayReport
 
 # --- poison message (our SQS body) -----------------------------------------------------
 

@@ -167,6 +167,11 @@ class OrderedProcessor:
         started = time.monotonic()
         deadline = self._deadline(context, started)
         items = parse_event(event)
+        replay = is_replay(event)
+        if replay:
+            for item in items:
+                if type(item) is Record:
+                    item.replay = True
         ids: dict[tuple[str, str, str], int] = {}
         key_ids = [
             ids.setdefault((i.event_source_arn, i.shard_id, i.partition_key), len(ids))
@@ -174,7 +179,7 @@ class OrderedProcessor:
         ]
         keys = [CheckpointKey._make(key) for key in ids]  # in id order
         # A store that cannot be read raises here, before anything ran: Lambda retries.
-        batch = _Batch(keys, self.checkpoints.load(keys) if keys else {}, is_replay(event))
+        batch = _Batch(keys, self.checkpoints.load(keys) if keys else {}, replay)
         result = BatchResult(response=success_response())
         try:
             self._run_all(items, key_ids, batch, result, deadline)

@@ -56,6 +56,7 @@ class Record:
     keys: dict | None = None
     new_image: dict | None = field(default=None, repr=False)
     old_image: dict | None = field(default=None, repr=False)
+    replay: bool = False  # delivered by a replay tool (REPLAY_MARKER), not by the stream
 
     def json(self) -> Any:
         """The parsed payload: Kinesis data as JSON; DynamoDB's new image (old for REMOVE)."""
