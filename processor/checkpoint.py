@@ -29,6 +29,8 @@ from processor.records import Position
 DEFAULT_TTL_S = 8 * 24 * 3600
 _SEQUENCE_DIGITS = 130  # Kinesis: 0|([1-9]\d{0,128})
 _SUB_SEQUENCE_DIGITS = 20
+# Unsettled positions kept per key: ~60 bytes each in DynamoDB, well inside the 400 KB item.
+MAX_UNSETTLED = 2000
 
 
 class CheckpointKey(NamedTuple):
@@ -46,6 +48,12 @@ class KeyState:
     attempts: int = 0
     first_failure_at: str | None = None
     parked: frozenset[Position] = frozenset()  # parked records not yet replayed
+    # Records seen but not applied (failed, blocked behind a failure, cut by the time budget)
+    # and not applied since. When the ESM gives up on them they stay here, which is how a
+    # replay tells "left unapplied" from "applied" once the key's position has moved past.
+    unsettled: frozenset[Position] = frozenset()
+    unsettled_truncated: bool = False  # more were unsettled than MAX_UNSETTLED kept
+    replayed: frozenset[Position] = frozenset()  # applied by a replay (never twice)
 
     def attempts_at(self, position: Position) -> int:
         return self.attempts if self.failing_position == position else 0
@@ -61,8 +69,14 @@ class CheckpointUpdate:
     attempts: int = 0
     first_failure_at: str | None = None
     parked: tuple[Position, ...] = ()  # records parked in this batch
-    replayed: tuple[Position, ...] = ()  # parked records applied by a replay
+    replayed: tuple[Position, ...] = ()  # records applied by a replay
+    # Of those, the ones that leave the key's parked / unsettled sets. (DynamoDB's DELETE is
+    # only sent for a set the record is known to be in.)
+    leaves_parked: tuple[Position, ...] = ()
+    leaves_unsettled: tuple[Position, ...] = ()
     touch_failure: bool = True  # False: leave the key's attempt counter as it is (replays)
+    unsettled: frozenset[Position] | None = None  # the key's new unsettled set; None: as is
+    unsettled_truncated: bool = False  # some unsettled records were not kept (sticky)
 
 
 @dataclass
@@ -92,6 +106,11 @@ class CheckpointStore(Protocol):
 def encode_position(position: Position) -> str:
     sequence, sub_sequence = position
     return f"{sequence:0{_SEQUENCE_DIGITS}d}.{sub_sequence:0{_SUB_SEQUENCE_DIGITS}d}"
+
+
+def encode_position_compact(position: Position) -> str:
+    """For set members, which need no ordering: "SEQ.SUB" without padding."""
+    return f"{position[0]}.{position[1]}"
 
 
 def decode_position(value: str | None) -> Position | None:
@@ -138,7 +157,7 @@ class MemoryCheckpointStore:
             current = state.position
             if current is not None and update.position is not None and current >= update.position:
                 raise StaleCheckpointError(update.key, update.position)
-            if not state.parked.issuperset(update.replayed):
+            if state.replayed.intersection(update.replayed):  # a replay commits once
                 raise StaleCheckpointError(update.key, update.replayed)
             self._apply(update)
             self.effects.extend(effects)
@@ -158,10 +177,14 @@ class MemoryCheckpointStore:
             if update.touch_failure
             else (current.failing_position, current.attempts, current.first_failure_at)
         )
+        unsettled = current.unsettled if update.unsettled is None else update.unsettled
         self._states[update.key] = KeyState(
             position,
             *failure,
-            parked=current.parked.union(update.parked).difference(update.replayed),
+            parked=current.parked.union(update.parked).difference(update.leaves_parked),
+            unsettled=unsettled.difference(update.leaves_unsettled),
+            unsettled_truncated=current.unsettled_truncated or update.unsettled_truncated,
+            replayed=current.replayed.union(update.replayed),
         )
 
     def position(self, key: CheckpointKey) -> Position | None:
@@ -299,24 +322,55 @@ class DynamoDBCheckpointStore:
                 sets += ["#fpos = :fpos", "#att = :att", "#ffa = :ffa"]
             else:
                 removes += ["#fpos", "#att", "#ffa"]
+        if update.unsettled is not None:
+            names["#unsettled"] = "unsettled"
+            if update.unsettled:
+                values[":unsettled"] = {
+                    "SS": sorted(encode_position_compact(p) for p in update.unsettled)
+                }
+                sets.append("#unsettled = :unsettled")
+            else:
+                removes.append("#unsettled")
+        if update.unsettled_truncated:
+            names["#untrunc"] = "unsettled_truncated"
+            values[":true"] = {"BOOL": True}
+            sets.append("#untrunc = :true")
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
-        # Parked positions live in a string set on the key's item, so a replay can tell a
-        # parked record (apply it once more) from an applied one (a duplicate).
+        # Parked, unsettled and replayed positions live in string sets on the key's item, so
+        # a replay can tell a record left unapplied (apply it once more) from an applied one.
         if update.parked:
             names["#parked"] = "parked"
             values[":parked"] = {"SS": sorted({encode_position(p) for p in update.parked})}
             expression += " ADD #parked :parked"
         elif update.replayed:
-            names["#parked"] = "parked"
-            values[":replayed"] = {"SS": sorted({encode_position(p) for p in update.replayed})}
-            expression += " DELETE #parked :replayed"
-            if strictly_forward:
-                # Once only: the transaction commits while the record is still parked.
-                for i, position in enumerate(update.replayed):
-                    values[f":replayed{i}"] = {"S": encode_position(position)}
-                    conditions.append(f"contains(#parked, :replayed{i})")
+            if update.unsettled is not None:
+                raise ValueError("an update either replays records or sets the unsettled ones")
+            names["#replayed"] = "replayed"
+            values[":replayed"] = {
+                "SS": sorted({encode_position_compact(p) for p in update.replayed})
+            }
+            expression += " ADD #replayed :replayed"
+            deletes = []
+            if update.leaves_parked:
+                names["#parked"] = "parked"
+                values[":unpark"] = {
+                    "SS": sorted({encode_position(p) for p in update.leaves_parked})
+                }
+                deletes.append("#parked :unpark")
+            if update.leaves_unsettled:
+                names["#unsettled"] = "unsettled"
+                values[":unsettle"] = {
+                    "SS": sorted({encode_position_compact(p) for p in update.leaves_unsettled})
+                }
+                deletes.append("#unsettled :unsettle")
+            if deletes:
+                expression += " DELETE " + ", ".join(deletes)
+            # Once only: the transaction commits while the record is not yet replayed.
+            for i, position in enumerate(update.replayed):
+                values[f":replayed{i}"] = {"S": encode_position_compact(position)}
+                conditions.append(f"NOT contains(#replayed, :replayed{i})")
         condition = " AND ".join(f"({c})" for c in conditions) if conditions else None
         request = {
             "TableName": self.table_name,
@@ -353,8 +407,15 @@ def _state_from_item(item: dict) -> KeyState:
         failing_position=decode_position(s("failing_position")),
         attempts=int(attempts) if attempts else 0,
         first_failure_at=s("first_failure_at") or None,
-        parked=frozenset(decode_position(p) for p in item.get("parked", {}).get("SS", [])),
+        parked=_positions(item, "parked"),
+        unsettled=_positions(item, "unsettled"),
+        unsettled_truncated=item.get("unsettled_truncated", {}).get("BOOL", False),
+        replayed=_positions(item, "replayed"),
     )
+
+
+def _positions(item: dict, name: str) -> frozenset[Position]:
+    return frozenset(decode_position(p) for p in item.get(name, {}).get("SS", []))
 
 
 __all__ = [
@@ -363,6 +424,7 @@ __all__ = [
     "CheckpointUpdate",
     "DynamoDBCheckpointStore",
     "KeyState",
+    "MAX_UNSETTLED",
     "MemoryCheckpointStore",
     "StoreStats",
     "decode_position",

@@ -77,12 +77,18 @@ class ReplayReport(TypedDict):
     # after a function crash or timeout it may never have seen it. Trust it for an on-failure
     # batch whose functionError is null; otherwise the record's fate is unknown.
     appliedInOrder: list[str]
+    # Behind the checkpoint, but the key saw more unapplied records than the store keeps
+    # track of (a hot key blocked behind a failure): applied or not, nobody can tell.
+    unknown: list[str]
     failed: list[str]  # failed again; batchItemFailures names the first
+    blocked: list[str]  # not tried: behind a failed record of the same key in this event
     unparseable: list[str]  # cannot be parsed, so cannot be applied
+    unprocessed: list[str]  # not tried: the invocation's time budget ran out
 
 
 class ReplayResponse(PartialBatchResponse):
     streamlineReplay: ReplayReport
+
 
 # --- poison message (our SQS body) -----------------------------------------------------
 

@@ -19,11 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from processor.checkpoint import CheckpointKey, CheckpointStore, CheckpointUpdate, KeyState
+from processor.checkpoint import (
+    MAX_UNSETTLED,
+    CheckpointKey,
+    CheckpointStore,
+    CheckpointUpdate,
+    KeyState,
+)
 from processor.contracts import (
     REPLAY_MARKER,
     PartialBatchResponse,
+    ReplayReport,
     failure_response,
+    replay_record_id,
     success_response,
 )
 from processor.exceptions import EffectRejectedError, StaleCheckpointError
@@ -71,58 +79,128 @@ class _Batch:
         self.replay = replay
         self.states = [states.get(key) or _NO_STATE for key in keys]
         self.positions: list[Position | None] = [state.position for state in self.states]
+        # Keys whose records need more than the position check: some of their records were
+        # left unsettled, or were applied by a replay, before this batch.
+        self.guarded = [bool(state.unsettled or state.replayed) for state in self.states]
         self.blocked = [False] * len(keys)
         self.dirty = [False] * len(keys)
         self.failures: dict[int, tuple[Position, int, str]] = {}
         self.parked: dict[int, list[Position]] = {}
         self.replayed: dict[int, list[Position]] = {}
+        self.unsettled: dict[int, set[Position]] = {}  # the key's new set, once it changes
         self.retry_from: BatchItem | None = None
+        self.report = empty_replay_report() if replay else None
 
     def advance(self, key_id: int, position: Position | None) -> None:
-        if position is not None:
+        """The key's record at `position` is done (applied or parked); never moves back."""
+        if position is None:
+            return
+        current = self.positions[key_id]
+        if current is None or position > current:
             self.positions[key_id] = position
-            self.dirty[key_id] = True
+        self.dirty[key_id] = True
+        if self.guarded[key_id]:
+            self.settle(key_id, position)
 
     def park(self, key_id: int, position: Position | None) -> None:
         if position is not None:
             self.parked.setdefault(key_id, []).append(position)
         self.advance(key_id, position)
 
-    def was_parked(self, key_id: int, position: Position) -> bool:
-        return position in self.states[key_id].parked and position not in self.replayed.get(
-            key_id, ()
+    def settle(self, key_id: int, position: Position) -> None:
+        """A record seen unapplied earlier is applied (or parked) now."""
+        unsettled = self.unsettled.get(key_id)
+        if unsettled is None:
+            if position not in self.states[key_id].unsettled:
+                return
+            unsettled = self.unsettled[key_id] = set(self.states[key_id].unsettled)
+        unsettled.discard(position)
+        self.dirty[key_id] = True
+
+    def unsettle(self, key_id: int, item: BatchItem) -> None:
+        """A record left unapplied in this batch: failed, blocked, or cut by the budget."""
+        position = item.position
+        if self.replay or position is None:
+            return
+        unsettled = self.unsettled.get(key_id)
+        if unsettled is None:
+            if position in self.states[key_id].unsettled:
+                return
+            unsettled = self.unsettled[key_id] = set(self.states[key_id].unsettled)
+        unsettled.add(position)
+        self.dirty[key_id] = True
+
+    def already_replayed(self, key_id: int, position: Position) -> bool:
+        return position in self.states[key_id].replayed or position in self.replayed.get(key_id, ())
+
+    def replay_may_apply(self, key_id: int, position: Position) -> bool:
+        """A record the processor never applied: parked, left unsettled, or not yet reached."""
+        state = self.states[key_id]
+        current = self.positions[key_id]
+        return (
+            current is None
+            or position > current
+            or position in state.parked
+            or position in state.unsettled
         )
 
-    def replayed_parked(self, key_id: int, position: Position) -> None:
+    def replayed_now(self, key_id: int, position: Position) -> None:
         self.replayed.setdefault(key_id, []).append(position)
         self.dirty[key_id] = True
 
-    def record_failure(self, key_id: int, position: Position, attempts: int, at: str) -> None:
-        self.failures[key_id] = (position, attempts, at)
+    def replay_update(self, key_id: int, positions: Sequence[Position]) -> CheckpointUpdate:
+        """Records applied by a replay: the checkpoint and the attempt counter stay."""
+        state = self.states[key_id]
+        return CheckpointUpdate(
+            self.keys[key_id],
+            None,
+            replayed=tuple(positions),
+            leaves_parked=tuple(p for p in positions if p in state.parked),
+            leaves_unsettled=tuple(p for p in positions if p in state.unsettled),
+            touch_failure=False,
+        )
+
+    def record_failure(self, key_id: int, item: BatchItem, attempts: int, at: str) -> None:
+        self.failures[key_id] = (item.position, attempts, at)
         self.dirty[key_id] = True
         self.blocked[key_id] = True
+        self.unsettle(key_id, item)
 
     def committed(self, key_id: int, position: Position) -> None:
-        """A transaction wrote this key's checkpoint at `position`, and its parked records."""
+        """A transaction wrote this key's checkpoint at `position`, its parked records and
+        its unsettled set."""
         self.positions[key_id] = position
         self.parked.pop(key_id, None)
-        self.dirty[key_id] = False
+        if key_id not in self.unsettled:
+            self.dirty[key_id] = False
+
+    def update_for(self, key_id: int, position: Position | None) -> CheckpointUpdate:
+        update = CheckpointUpdate(self.keys[key_id], position)
+        update.parked = tuple(self.parked.get(key_id, ()))
+        unsettled = self.unsettled.get(key_id)
+        if unsettled is not None:
+            if len(unsettled) > MAX_UNSETTLED:
+                unsettled = set(sorted(unsettled)[:MAX_UNSETTLED])
+                update.unsettled_truncated = True
+            update.unsettled = frozenset(unsettled)
+        if key_id in self.failures:
+            update.failing_position, update.attempts, update.first_failure_at = self.failures[
+                key_id
+            ]
+        return update
 
     def updates(self) -> list[CheckpointUpdate]:
-        updates = []
-        for key_id, dirty in enumerate(self.dirty):
-            if not dirty:
-                continue
-            update = CheckpointUpdate(self.keys[key_id], self.positions[key_id])
-            update.parked = tuple(self.parked.get(key_id, ()))
-            update.replayed = tuple(self.replayed.get(key_id, ()))
-            update.touch_failure = not self.replay
-            if key_id in self.failures:
-                update.failing_position, update.attempts, update.first_failure_at = self.failures[
-                    key_id
-                ]
-            updates.append(update)
-        return updates
+        if self.replay:
+            return [
+                self.replay_update(key_id, self.replayed[key_id])
+                for key_id, dirty in enumerate(self.dirty)
+                if dirty and self.replayed.get(key_id)
+            ]
+        return [
+            self.update_for(key_id, self.positions[key_id])
+            for key_id, dirty in enumerate(self.dirty)
+            if dirty
+        ]
 
     def retry_from_here(self, item: BatchItem | None) -> None:
         if item is None or item.sequence_number is None:
@@ -130,6 +208,13 @@ class _Batch:
         current = self.retry_from
         if current is None or int(item.sequence_number) < int(current.sequence_number):
             self.retry_from = item
+
+    def note(self, outcome: str, item: BatchItem) -> None:
+        """Replays only: what happened to this record, for the ReplayReport."""
+        if self.report is not None and item.sequence_number is not None:
+            self.report[outcome].append(
+                replay_record_id(item.sequence_number, item.sub_sequence_number)
+            )
 
 
 _NO_STATE = KeyState()
@@ -189,6 +274,8 @@ class OrderedProcessor:
         if batch.retry_from is not None:
             result.resume_point = batch.retry_from.sequence_number
             result.response = failure_response(result.resume_point)
+        if batch.report is not None:
+            result.response[REPLAY_MARKER] = batch.report
         result.latency_ms = (time.monotonic() - started) * 1000
         self._report(result, items)
         self.last_result = result
@@ -204,51 +291,86 @@ class OrderedProcessor:
     ) -> None:
         # The per-record loop: the common path (a new record that applies) stays inline.
         apply, positions, dirty, blocked = self.apply, batch.positions, batch.dirty, batch.blocked
+        guarded, replay = batch.guarded, batch.replay
         for index, (key_id, item) in enumerate(zip(key_ids, items, strict=True)):
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop_for_time(items[index:], batch, result)
+                self._stop_for_time(items[index:], key_ids[index:], batch, result)
                 return
             if blocked[key_id]:
                 result.blocked += 1
+                batch.unsettle(key_id, item)
+                batch.note("blocked", item)
+                continue
+            if replay:
+                self._replay_one(item, key_id, batch, result)
+                continue
+            # Dedup comes first for every record, parseable or not: a redelivered record
+            # that was parked (or applied) is behind its key's checkpoint.
+            position = item.position
+            current = positions[key_id]
+            if position is not None and current is not None and position <= current:
+                result.duplicates += 1
+                continue
+            if guarded[key_id] and position in batch.states[key_id].replayed:
+                # Applied by a replay before the stream got here.
+                result.duplicates += 1
+                batch.advance(key_id, position)
                 continue
             if type(item) is Unparseable:
-                self._unparseable(item, key_id, batch, result)
+                self._park(item, item.error, attempts=1, first_failure_at=utc_now())
+                batch.park(key_id, position)
+                result.parked += 1
                 continue
-            current = positions[key_id]
-            replaying_parked = False
-            if current is not None and item.position <= current:
-                # Behind the checkpoint: applied (a duplicate), or parked and now replayed.
-                replaying_parked = batch.replay and batch.was_parked(key_id, item.position)
-                if not replaying_parked:
-                    result.duplicates += 1
-                    continue
             try:
                 effects = apply(item)
             except Exception as exc:  # any failure of user code is the record's, not the batch's
                 self._fail(item, key_id, exc, batch, result)
                 continue
             if effects and isinstance(effects, _EFFECT_TYPES):
-                self._commit_with_effects(
-                    item, key_id, list(effects), batch, result, replaying_parked
-                )
+                self._commit_with_effects(item, key_id, list(effects), batch, result)
                 continue
-            if replaying_parked:
-                batch.replayed_parked(key_id, item.position)
+            if guarded[key_id]:
+                batch.advance(key_id, position)
             else:
-                positions[key_id] = item.position
+                positions[key_id] = position
                 dirty[key_id] = True
             result.applied += 1
 
-    def _unparseable(self, item: Unparseable, key_id: int, batch: _Batch, result: BatchResult):
-        if batch.replay:  # parked already when it first arrived; it cannot parse now either
+    def _replay_one(self, item: BatchItem, key_id: int, batch: _Batch, result: BatchResult):
+        """A replayed record is applied only if the processor never applied it, and once."""
+        if type(item) is Unparseable:  # parked when it first arrived; it cannot parse now
+            batch.note("unparseable", item)
             self._fail(item, key_id, item.error, batch, result)
             return
-        self._park(item, item.error, attempts=1, first_failure_at=utc_now())
-        batch.park(key_id, item.position)
-        result.parked += 1
+        position = item.position
+        if batch.already_replayed(key_id, position):
+            batch.note("alreadyReplayed", item)
+            result.duplicates += 1
+            return
+        if not batch.replay_may_apply(key_id, position):
+            state = batch.states[key_id]
+            batch.note("unknown" if state.unsettled_truncated else "appliedInOrder", item)
+            result.duplicates += 1
+            return
+        try:
+            effects = self.apply(item)
+        except Exception as exc:
+            self._fail(item, key_id, exc, batch, result)
+            return
+        if effects and isinstance(effects, _EFFECT_TYPES):
+            self._commit_replayed_with_effects(item, key_id, list(effects), batch, result)
+            return
+        batch.replayed_now(key_id, position)
+        batch.note("applied", item)
+        result.applied += 1
 
-    def _stop_for_time(self, rest: list[BatchItem], batch: _Batch, result: BatchResult):
+    def _stop_for_time(
+        self, rest: list[BatchItem], rest_key_ids: list[int], batch: _Batch, result: BatchResult
+    ):
         result.unprocessed = len(rest)
+        for key_id, item in zip(rest_key_ids, rest, strict=True):
+            batch.unsettle(key_id, item)
+            batch.note("unprocessed", item)
         batch.retry_from_here(_first_with_sequence_number(rest))
         self.logger.warning(
             "time budget reached: leaving the rest of the batch for the retry",
@@ -256,43 +378,41 @@ class OrderedProcessor:
         )
 
     def _commit_with_effects(
-        self,
-        item: Record,
-        key_id: int,
-        effects: list[dict],
-        batch: _Batch,
-        result: BatchResult,
-        replaying_parked: bool = False,
+        self, item: Record, key_id: int, effects: list[dict], batch: _Batch, result: BatchResult
     ) -> None:
-        if replaying_parked:  # the checkpoint stays; the record leaves the parked set
-            update = CheckpointUpdate(
-                batch.keys[key_id], None, replayed=(item.position,), touch_failure=False
-            )
-        else:  # records of this key parked earlier in the batch are written with it
-            update = CheckpointUpdate(
-                batch.keys[key_id],
-                item.position,
-                parked=tuple(batch.parked.get(key_id, ())),
-                touch_failure=not batch.replay,
-            )
+        # Records of this key parked earlier in the batch, and the key's unsettled set, are
+        # written with it: the record leaves the unsettled set in the same transaction.
+        if batch.guarded[key_id]:
+            batch.settle(key_id, item.position)
+        update = batch.update_for(key_id, item.position)
+        update.failing_position, update.attempts, update.first_failure_at = None, 0, None
         try:
             self.checkpoints.commit_with_effects(update, effects)
         except StaleCheckpointError:
             # The store is already past this record: its effect was committed before.
             result.duplicates += 1
-            committed = False
+            batch.advance(key_id, item.position)
         except EffectRejectedError as exc:
             self._fail(item, key_id, exc, batch, result)
-            return
         else:
             result.applied += 1
-            committed = True
-        if replaying_parked:
-            batch.replayed.setdefault(key_id, []).append(item.position)
-        elif committed:
             batch.committed(key_id, item.position)
+
+    def _commit_replayed_with_effects(
+        self, item: Record, key_id: int, effects: list[dict], batch: _Batch, result: BatchResult
+    ) -> None:
+        # The checkpoint stays; the record joins the key's replayed set, once only.
+        update = batch.replay_update(key_id, [item.position])
+        try:
+            self.checkpoints.commit_with_effects(update, effects)
+        except StaleCheckpointError:
+            batch.note("alreadyReplayed", item)  # a concurrent replay committed it first
+            result.duplicates += 1
+        except EffectRejectedError as exc:
+            self._fail(item, key_id, exc, batch, result)
         else:
-            batch.positions[key_id] = item.position
+            batch.note("applied", item)
+            result.applied += 1
 
     def _fail(
         self,
@@ -305,6 +425,8 @@ class OrderedProcessor:
         if batch.replay:
             # A replay neither counts attempts nor parks again: the message it came from stays
             # on its queue, and the response says where the replay stopped.
+            if type(item) is not Unparseable:
+                batch.note("failed", item)
             self.logger.warning(
                 "replayed record failed",
                 extra={
@@ -341,7 +463,7 @@ class OrderedProcessor:
                 "error": str(exc),
             },
         )
-        batch.record_failure(key_id, item.position, attempts, first_failure_at)
+        batch.record_failure(key_id, item, attempts, first_failure_at)
         batch.retry_from_here(item)
         result.failed += 1
 
@@ -404,6 +526,19 @@ class OrderedProcessor:
         self.metrics.add_metric(
             name="BatchLatency", unit=MetricUnit.Milliseconds, value=result.latency_ms
         )
+
+
+def empty_replay_report() -> ReplayReport:
+    return {
+        "applied": [],
+        "alreadyReplayed": [],
+        "appliedInOrder": [],
+        "unknown": [],
+        "failed": [],
+        "blocked": [],
+        "unparseable": [],
+        "unprocessed": [],
+    }
 
 
 def is_replay(event: Any) -> bool:

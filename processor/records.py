@@ -24,6 +24,7 @@ from aws_kinesis_agg import deaggregator  # its import puts the generated protob
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from google.protobuf.message import DecodeError
 
+from processor.contracts import REPLAY_SUB_SEQUENCE_NUMBER
 from processor.exceptions import CorruptAggregateError, InvalidEventError, RecordParseError
 
 Position = tuple[int, int]
@@ -136,7 +137,7 @@ def _parse_kinesis(raw: dict) -> list[BatchItem]:
             and "0" <= sequence_number[-1:] <= "9"
         ):
             data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
-            if data[:4] != _MAGIC:
+            if data[:4] != _MAGIC and _SUB_SEQUENCE_FIELD not in kinesis:
                 event_id = raw["eventID"]
                 return [
                     Record(
@@ -168,6 +169,7 @@ def _parse_kinesis_carefully(raw: dict) -> list[BatchItem]:
             raise RecordParseError("kinesis.partitionKey is missing")
         data = _b64decode(kinesis.get("data"))
         aggregated = data[:4] == _MAGIC and _deaggregate(data)
+        sub_sequence_number = _replayed_sub_sequence_number(kinesis, aggregated)
     except RecordParseError as exc:
         exc.sequence_number = sequence_number if isinstance(sequence_number, str) else None
         return [_unparseable(Source.KINESIS, raw, exc)]
@@ -186,8 +188,8 @@ def _parse_kinesis_carefully(raw: dict) -> list[BatchItem]:
                 shard_id,
                 partition_key,
                 sequence_number,
-                0,
-                (sequence, 0),
+                sub_sequence_number,
+                (sequence, sub_sequence_number),
                 raw,
                 data,
             )
@@ -210,6 +212,21 @@ def _parse_kinesis_carefully(raw: dict) -> list[BatchItem]:
 
 _MAGIC = aws_kinesis_agg.MAGIC
 _KINESIS = Source.KINESIS  # enum attribute lookups are slow on the hot path
+_SUB_SEQUENCE_FIELD = REPLAY_SUB_SEQUENCE_NUMBER
+
+
+def _replayed_sub_sequence_number(kinesis: dict, aggregated: Any) -> int:
+    """The sub-sequence number a replay tool carried for one KPL user record, else 0."""
+    if _SUB_SEQUENCE_FIELD not in kinesis:
+        return 0
+    value = kinesis[_SUB_SEQUENCE_FIELD]
+    if type(value) is not int or value < 0:
+        raise RecordParseError(f"kinesis.{_SUB_SEQUENCE_FIELD} {value!r} is not an integer >= 0")
+    if aggregated:
+        raise RecordParseError(
+            f"kinesis.{_SUB_SEQUENCE_FIELD} names one user record, but the data is an aggregate"
+        )
+    return value
 
 
 def _deaggregate(data: bytes) -> list[tuple[str, bytes]]:
@@ -274,17 +291,21 @@ def _parse_dynamodb(raw: dict) -> list[BatchItem]:
     if not isinstance(stream_record, dict):
         return [_unparseable(Source.DYNAMODB, raw, RecordParseError("record has no 'dynamodb'"))]
     sequence_number = stream_record.get("SequenceNumber")
+    keys = None
     try:
+        # The key first: a record whose image is broken is still its item's record, held
+        # behind the item's earlier failures and checkpointed with them.
+        keys = _image(stream_record, "Keys", required=True)
         _check_sequence_number(sequence_number)
         event_name = raw.get("eventName")
         if event_name not in ("INSERT", "MODIFY", "REMOVE"):
             raise RecordParseError(f"eventName {event_name!r} is not INSERT, MODIFY or REMOVE")
-        keys = _image(stream_record, "Keys", required=True)
         new_image = _image(stream_record, "NewImage")
         old_image = _image(stream_record, "OldImage")
     except RecordParseError as exc:
         exc.sequence_number = sequence_number if isinstance(sequence_number, str) else None
-        return [_unparseable(Source.DYNAMODB, raw, exc)]
+        key = serialise_key(keys) if keys is not None else None
+        return [_unparseable(Source.DYNAMODB, raw, exc, partition_key=key)]
     record = Record(
         source=Source.DYNAMODB,
         event_source_arn=raw.get("eventSourceARN", ""),
@@ -312,9 +333,42 @@ def _image(stream_record: dict, name: str, required: bool = False) -> dict | Non
     if not isinstance(image, dict) or (required and not image):
         raise RecordParseError(f"dynamodb.{name} is missing or not a map")
     try:
-        return {attr: plain(_deserializer.deserialize(value)) for attr, value in image.items()}
-    except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+        return {
+            attr: plain(_deserializer.deserialize(_binary_decoded(value)))
+            for attr, value in image.items()
+        }
+    except (
+        TypeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        ArithmeticError,
+        binascii.Error,
+    ) as exc:
         raise RecordParseError(f"dynamodb.{name} is malformed: {exc}") from exc
+
+
+def _binary_decoded(value: Any) -> Any:
+    """An attribute value with its B / BS members as bytes, as TypeDeserializer wants them.
+
+    Lambda's JSON event carries binary attributes as base64 strings (the DynamoDB Streams
+    record shape: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_AttributeValue.html).
+    A value that is not strict base64 raises binascii.Error: a malformed image.
+    """
+    if type(value) is not dict or len(value) != 1:
+        return value  # the deserializer says what is wrong
+    ((tag, inner),) = value.items()
+    if tag == "B" and type(inner) is str:
+        return {"B": binascii.a2b_base64(inner, strict_mode=True)}
+    if tag == "BS" and type(inner) is list:
+        return {
+            "BS": [binascii.a2b_base64(v, strict_mode=True) if type(v) is str else v for v in inner]
+        }
+    if tag == "M" and type(inner) is dict:
+        return {"M": {k: _binary_decoded(v) for k, v in inner.items()}}
+    if tag == "L" and type(inner) is list:
+        return {"L": [_binary_decoded(v) for v in inner]}
+    return value
 
 
 def plain(value: Any) -> Any:
@@ -350,7 +404,9 @@ def _json_default(value: Any) -> Any:
 # --- shared ------------------------------------------------------------------------------------
 
 
-def _unparseable(source: Source | None, raw: dict, error: RecordParseError) -> Unparseable:
+def _unparseable(
+    source: Source | None, raw: dict, error: RecordParseError, partition_key: str | None = None
+) -> Unparseable:
     kinesis = raw.get("kinesis") if isinstance(raw.get("kinesis"), dict) else {}
     stream_record = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), dict) else {}
     sequence_number = error.sequence_number
@@ -358,8 +414,11 @@ def _unparseable(source: Source | None, raw: dict, error: RecordParseError) -> U
         candidate = kinesis.get("sequenceNumber") or stream_record.get("SequenceNumber")
         if isinstance(candidate, str) and candidate.isdigit() and candidate.isascii():
             sequence_number = candidate
-    partition_key = kinesis.get("partitionKey")
+    if partition_key is None:
+        partition_key = kinesis.get("partitionKey")
     if not isinstance(partition_key, str):
+        # Keys that do not deserialise: their wire form is the best key there is. Such a
+        # record cannot be matched with its item's other records (they parse).
         keys = stream_record.get("Keys")
         partition_key = json.dumps(keys, sort_keys=True) if isinstance(keys, dict) else ""
     return Unparseable(

@@ -65,7 +65,9 @@ def test_replayed_parked_record_is_applied_once():
     first = processor.process(replay(rec(2, 2)))
     second = processor.process(replay(rec(2, 2)))
 
-    assert first == second == {"batchItemFailures": []}
+    assert first["batchItemFailures"] == second["batchItemFailures"] == []
+    assert first[REPLAY_MARKER]["applied"] == ["2"]
+    assert second[REPLAY_MARKER]["alreadyReplayed"] == ["2"]
     assert handler.applied == [2]
     assert processor.last_result.duplicates == 1
 
@@ -86,10 +88,11 @@ def test_replayed_record_that_fails_again_is_reported_not_parked_again():
 
     response = processor.process(replay(rec(2, 2)))
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert response["batchItemFailures"] == [{"itemIdentifier": "2"}]
+    assert response[REPLAY_MARKER]["failed"] == ["2"]
     assert len(processor.poison.messages) == 1  # still only the original parking
     handler.failing.clear()
-    assert processor.process(replay(rec(2, 2))) == {"batchItemFailures": []}
+    assert processor.process(replay(rec(2, 2)))["batchItemFailures"] == []
     assert handler.applied == [2]
 
 
@@ -139,7 +142,9 @@ def test_two_concurrent_replays_of_one_parked_record_commit_once(
     store.save([CheckpointUpdate(key, (2, 0), parked=((2, 0),))])
     # Both replays read the record as parked before either commits.
     assert store.load([key])[key].parked == {(2, 0)}
-    replayed = CheckpointUpdate(key, None, replayed=((2, 0),), touch_failure=False)
+    replayed = CheckpointUpdate(
+        key, None, replayed=((2, 0),), leaves_parked=((2, 0),), touch_failure=False
+    )
 
     def effect(value: str) -> list[dict]:
         return [{"Put": {"TableName": sink, "Item": {"pk": {"S": value}}}}]
@@ -150,3 +155,74 @@ def test_two_concurrent_replays_of_one_parked_record_commit_once(
 
     assert [i["pk"]["S"] for i in dynamodb.scan(TableName=sink)["Items"]] == ["first"]
     assert store.load([key])[key].parked == frozenset()
+
+
+def test_replayed_kpl_sub_record_keeps_its_position_and_is_applied():
+    from processor.contracts import REPLAY_SUB_SEQUENCE_NUMBER
+    from processor.testing import kpl_aggregate
+
+    # One aggregate at sequence number 7: sub-record 0 applies, sub-record 1 is parked.
+    handler = Switchable(failing={2})
+    processor = OrderedProcessor(
+        handler, checkpoints=MemoryCheckpointStore(), poison=MemoryPoisonSink(), max_attempts=1
+    )
+    aggregate = kpl_aggregate([("a", b'{"n": 1}'), ("a", b'{"n": 2}')])
+    processor.process(event(kinesis_record("a", 7, aggregate)))
+    (parked,) = map(json.loads, processor.poison.messages)
+    assert parked["subSequenceNumber"] == 1
+    handler.failing.clear()
+    # The replay tool re-drives the parked user record alone, with its sub-sequence number.
+    record = kinesis_record("a", 7, b'{"n": 2}')
+    record["kinesis"][REPLAY_SUB_SEQUENCE_NUMBER] = 1
+
+    response = processor.process(replay(record))
+
+    assert response[REPLAY_MARKER]["applied"] == ["7:1"]
+    assert handler.applied == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(-1, id="negative"),
+        pytest.param("1", id="string"),
+        pytest.param(True, id="bool"),
+    ],
+)
+def test_a_bad_sub_sequence_number_from_a_replay_tool_is_a_parse_error(value):
+    from processor.contracts import REPLAY_SUB_SEQUENCE_NUMBER
+    from processor.records import Unparseable, parse_event
+
+    record = kinesis_record("a", 7, b'{"n": 2}')
+    record["kinesis"][REPLAY_SUB_SEQUENCE_NUMBER] = value
+
+    (item,) = parse_event(event(record))
+
+    assert type(item) is Unparseable
+    assert REPLAY_SUB_SEQUENCE_NUMBER in str(item.error)
+
+
+@pytest.mark.integration
+def test_records_the_esm_gave_up_on_replay_exactly_once_through_dynamodb(
+    aws_session, new_table, unique_name
+):
+    dynamodb = aws_session.client("dynamodb")
+    store = DynamoDBCheckpointStore(new_table(f"ckpt-{unique_name}"), boto3_client=dynamodb)
+    sink = new_table(f"sink-{unique_name}")
+    handler = Switchable(failing={1}, table=sink)
+    processor = OrderedProcessor(
+        handler, checkpoints=store, poison=MemoryPoisonSink(), max_attempts=5
+    )
+    # n=1 fails and n=2 waits behind it; the ESM gives up, then n=3 applies.
+    processor.process(event(rec(1, 1), rec(2, 2)))
+    processor.process(event(rec(3, 3)))
+    handler.failing.clear()
+
+    first = processor.process(replay(rec(1, 1), rec(2, 2)))
+    second = processor.process(replay(rec(1, 1), rec(2, 2)))
+
+    assert first[REPLAY_MARKER]["applied"] == ["1", "2"]
+    assert second[REPLAY_MARKER]["alreadyReplayed"] == ["1", "2"]
+    items = dynamodb.scan(TableName=sink)["Items"]
+    assert sorted(item["pk"]["S"] for item in items) == ["a#1", "a#2", "a#3"]
+    assert handler.applied == [3, 1, 2]
