@@ -41,15 +41,51 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *keys: str) -> None:
         )
 
 
+class StackFileError(Exception):
+    """The stack file cannot be used: missing, unreadable, not JSON, or not one object."""
+
+
+def read_stack_file(path: Path) -> dict[str, str | None]:
+    """A stack file's outputs, flat (`terraform output -json` values unwrapped)."""
+    try:
+        parsed = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StackFileError(
+            f"stack file {path} does not exist: run `make infra-up`, or pass --stack FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StackFileError(f"cannot read stack file {path}: {exc}") from exc
+    except ValueError as exc:
+        raise StackFileError(f"stack file {path} is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise StackFileError(
+            f"stack file {path} holds a JSON {type(parsed).__name__}, not an object of outputs"
+        )
+    outputs: dict[str, str | None] = {}
+    for key, value in parsed.items():
+        # `terraform output -json` wraps each value: {"value": ..., "type": ...}
+        if isinstance(value, dict) and "value" in value:
+            value = value["value"]
+        if value is not None and not isinstance(value, str):
+            if key in STACK_KEYS:
+                raise StackFileError(
+                    f"stack file {path}: {key} is a {type(value).__name__}, not a string"
+                )
+            continue  # an output the scripts do not read
+        outputs[key] = value
+    return outputs
+
+
 def resolve_stack(args: argparse.Namespace, *keys: str) -> dict[str, str | None]:
-    """The stack file's outputs with command-line overrides applied; missing keys are None."""
+    """The stack file's outputs with command-line overrides applied; missing keys are None.
+
+    Raises StackFileError when a stack file was given (or the default exists) and cannot be
+    used.
+    """
     outputs: dict[str, str | None] = {}
     stack_file = Path(args.stack) if args.stack else DEFAULT_STACK_FILE
     if args.stack or stack_file.exists():
-        for key, value in json.loads(stack_file.read_text()).items():
-            # `terraform output -json` wraps each value: {"value": ..., "type": ...}
-            is_wrapped = isinstance(value, dict) and "value" in value
-            outputs[key] = value["value"] if is_wrapped else value
+        outputs.update(read_stack_file(stack_file))
     for key in keys:
         override = getattr(args, key, None)
         if override:
