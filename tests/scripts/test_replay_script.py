@@ -1,6 +1,6 @@
 """scripts/replay.py against the emulator: poison messages (payload inside) and on-failure
 records (coordinates only, read back from the stream) re-driven to a handler or the stream;
-a message is deleted only after success."""
+a message is deleted only when its records are known applied."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ import json
 
 import pytest
 
-from processor.contracts import OnFailureRecord, PoisonMessage
+from processor.contracts import REPLAY_MARKER, OnFailureRecord, PoisonMessage
 from scripts import replay
-from scripts.replay import HandlerTarget, QueueKind, StreamTarget
+from scripts.replay import REPLAYED_AT_ATTRIBUTE, HandlerTarget, Outcome, QueueKind, StreamTarget
 from scripts.verify import peek_queue
 
 pytestmark = pytest.mark.integration
 
 
 class RecordingHandler:
-    """A handler that keeps every event it is given; fails when told to."""
+    """A handler that keeps every event it is given and reports each record applied, as an
+    OrderedProcessor does; fails when told to."""
 
     def __init__(self, fail: bool = False):
         self.events: list[dict] = []
@@ -26,10 +27,12 @@ class RecordingHandler:
 
     def __call__(self, event: dict, context) -> dict:
         assert context.get_remaining_time_in_millis() > 0
+        assert event[REPLAY_MARKER] is True
         self.events.append(event)
         if self.fail:
             raise RuntimeError("still broken")
-        return {"batchItemFailures": []}
+        applied = [i for i in replay.record_ids(event["Records"]) if i]
+        return {"batchItemFailures": [], REPLAY_MARKER: {"applied": applied}}
 
     @property
     def records(self) -> list[dict]:
@@ -126,7 +129,8 @@ def test_a_poison_message_goes_to_the_handler_as_a_lambda_record_then_is_deleted
         {QueueKind.POISON: demo_stack["poison_queue_url"]}, to_handler(handler), out=lambda _: None
     )
 
-    assert (summary.replayed, summary.records, summary.failed) == (1, 1, 0)
+    assert summary.outcomes == {Outcome.DELETED: 1}
+    assert summary.records == 1
     [record] = handler.records
     assert decoded(record) == body
     assert record["eventID"] == "shardId-000000000001:7"
@@ -160,7 +164,7 @@ def test_an_on_failure_batch_is_read_back_from_the_kinesis_shard_start_through_e
         out=lambda _: None,
     )
 
-    assert summary.replayed == 1
+    assert summary.outcomes == {Outcome.DELETED: 1}
     assert [decoded(r)["n"] for r in handler.records] == [2, 3, 4]
     assert [r["kinesis"]["sequenceNumber"] for r in handler.records] == [
         w["SequenceNumber"] for w in written[1:4]
@@ -199,7 +203,7 @@ def test_an_on_failure_batch_is_read_back_from_the_dynamodb_stream(
         out=lambda _: None,
     )
 
-    assert summary.replayed == 1
+    assert summary.outcomes == {Outcome.DELETED: 1}
     records = handler.records
     assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
     assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "2"]
@@ -221,7 +225,8 @@ def test_a_message_stays_on_the_queue_when_the_handler_fails(demo_stack, clients
         out=lambda _: None,
     )
 
-    assert (summary.replayed, summary.failed) == (0, 1)
+    assert summary.outcomes == {Outcome.FAILED: 1}
+    assert summary.exit_code == replay.ExitCode.FAILED
     assert "still broken" in summary.lines[-1]
     assert len(peek_queue(clients["sqs"], demo_stack["poison_queue_url"])) == 1
 
@@ -244,9 +249,10 @@ def test_dry_run_and_filters_re_drive_nothing_and_keep_every_message(demo_stack,
     )
     one_key = replay.replay(queues, to_handler(handler), keys=["k-0005"], out=lambda _: None)
 
-    assert (dry.replayed, dry.skipped) == (0, 2)
-    assert (other_error.replayed, other_error.skipped) == (0, 2)
-    assert (one_key.replayed, one_key.skipped) == (1, 1)
+    assert dry.outcomes == {Outcome.DRY_RUN: 2}
+    assert other_error.outcomes == {Outcome.FILTERED: 2}
+    assert one_key.outcomes == {Outcome.DELETED: 1, Outcome.FILTERED: 1}
+    assert dry.exit_code == other_error.exit_code == one_key.exit_code == replay.ExitCode.OK
     assert [decoded(r)["key"] for r in handler.records] == ["k-0005"]
     left = peek_queue(clients["sqs"], demo_stack["poison_queue_url"])
     assert [json.loads(m["Body"])["partitionKey"] for m in left] == ["k-0004"]
@@ -263,7 +269,7 @@ def test_to_stream_puts_a_poison_record_back_on_kinesis(demo_stack, clients, cap
     code = replay.main(["--stack", demo_stack["path"], "--from", "poison", "--to-stream"])
 
     assert code == 0
-    assert "re-drove 1 message(s) (1 records) to its stream" in capsys.readouterr().out
+    assert "re-drove 1 record(s) to its stream: 1 deleted" in capsys.readouterr().out
     kinesis = clients["kinesis"]
     found = []
     for shard in kinesis.list_shards(StreamName=demo_stack["kinesis_stream_name"])["Shards"]:
@@ -276,19 +282,41 @@ def test_to_stream_puts_a_poison_record_back_on_kinesis(demo_stack, clients, cap
     assert [(r["PartitionKey"], json.loads(r["Data"])) for r in found] == [("k-0006", body)]
 
 
-def test_to_stream_writes_a_dynamodb_record_back_as_its_item(aws_session, demo_stack, clients):
+def read_dynamodb_stream(aws_session, stream_arn: str) -> list[dict]:
+    streams = aws_session.client("dynamodbstreams")
+    records = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += streams.get_records(ShardIterator=iterator)["Records"]
+    return records
+
+
+def test_to_stream_marks_an_unchanged_dynamodb_item_so_its_stream_gets_a_record(
+    aws_session, demo_stack, clients
+):
     image = {
         "pk": {"S": "d-0009"},
         "n": {"N": "4"},
         "payload": {"S": "z"},
+        "blob": {"B": b"\x00\xff"},
         "poison": {"BOOL": True},
     }
+    table = demo_stack["source_table_name"]
+    clients["dynamodb"].put_item(TableName=table, Item=image)
+    [written] = read_dynamodb_stream(aws_session, demo_stack["source_table_stream_arn"])
     message: PoisonMessage = {
-        **kinesis_poison(demo_stack, {"key": "d-0009"}, "5", ""),
+        **kinesis_poison(demo_stack, {"key": "d-0009"}, written["dynamodb"]["SequenceNumber"], ""),
         "source": "dynamodb",
         "eventSourceARN": demo_stack["source_table_stream_arn"],
         "partitionKey": json.dumps({"pk": "d-0009"}),
-        "dynamodb": {"Keys": {"pk": {"S": "d-0009"}}, "NewImage": image, "SequenceNumber": "5"},
+        # As Lambda delivered it: binary values in base64.
+        "dynamodb": {
+            "Keys": {"pk": {"S": "d-0009"}},
+            "NewImage": {**image, "blob": {"B": base64.b64encode(b"\x00\xff").decode()}},
+            "SequenceNumber": written["dynamodb"]["SequenceNumber"],
+        },
     }
     del message["data"]
     send(clients["sqs"], demo_stack["poison_queue_url"], message)
@@ -297,11 +325,13 @@ def test_to_stream_writes_a_dynamodb_record_back_as_its_item(aws_session, demo_s
         {QueueKind.POISON: demo_stack["poison_queue_url"]}, StreamTarget(), out=lambda _: None
     )
 
-    assert summary.replayed == 1
-    item = clients["dynamodb"].get_item(
-        TableName=demo_stack["source_table_name"], Key={"pk": {"S": "d-0009"}}
-    )["Item"]
-    assert item == image
+    assert summary.outcomes == {Outcome.DELETED: 1}
+    item = clients["dynamodb"].get_item(TableName=table, Key={"pk": {"S": "d-0009"}})["Item"]
+    marker = item.pop(REPLAYED_AT_ATTRIBUTE)
+    assert item == image  # nothing else changed
+    [_, again] = read_dynamodb_stream(aws_session, demo_stack["source_table_stream_arn"])
+    assert again["eventName"] == "MODIFY"
+    assert again["dynamodb"]["NewImage"] == {**image, REPLAYED_AT_ATTRIBUTE: marker}
     assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
 
 
@@ -319,7 +349,7 @@ def test_a_truncated_poison_message_is_read_back_from_the_stream(demo_stack, cli
         {QueueKind.POISON: demo_stack["poison_queue_url"]}, to_handler(handler), out=lambda _: None
     )
 
-    assert summary.replayed == 1
+    assert summary.outcomes == {Outcome.DELETED: 1}
     assert [decoded(r) for r in handler.records] == [{"key": "k-0007", "n": 2, "payload": "p2"}]
 
 
@@ -328,17 +358,25 @@ def test_a_parked_record_replayed_to_an_ordered_processor_is_applied_exactly_onc
 ):
     from processor import OrderedProcessor
     from processor.checkpoint import DynamoDBCheckpointStore
-    from processor.handler import SinkApplier
     from processor.poison import SqsPoisonSink
     from processor.testing import event, kinesis_record
 
-    sink = SinkApplier(demo_stack["sink_table_name"], boto3_client=clients["dynamodb"])
     broken = {"yes": True}
 
     def apply(record):
         if broken["yes"]:
             raise RuntimeError("a bug, fixed later")
-        return sink(record)
+        n = record.json()["n"]
+        return [
+            {
+                "Update": {
+                    "TableName": demo_stack["sink_table_name"],
+                    "Key": {"pk": {"S": record.partition_key}},
+                    "UpdateExpression": "ADD applied :n, times :one",
+                    "ExpressionAttributeValues": {":n": {"NS": [str(n)]}, ":one": {"N": "1"}},
+                }
+            }
+        ]
 
     processor = OrderedProcessor(
         apply,
@@ -359,9 +397,10 @@ def test_a_parked_record_replayed_to_an_ordered_processor_is_applied_exactly_onc
         {QueueKind.POISON: demo_stack["poison_queue_url"]}, target, out=lambda _: None
     )
 
-    assert (summary.replayed, summary.failed) == (2, 0)
+    # The first copy is applied, the second is reported alreadyReplayed: both go.
+    assert summary.outcomes == {Outcome.DELETED: 2}
     row = clients["dynamodb"].get_item(
         TableName=demo_stack["sink_table_name"], Key={"pk": {"S": "k-0009"}}
     )["Item"]
-    assert (row["count"]["N"], row["last_n"]["N"]) == ("1", "1")
+    assert (row["applied"], row["times"]) == ({"NS": ["1"]}, {"N": "1"})
     assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
