@@ -1,9 +1,24 @@
 """The demo app's Lambda: applies `{key, n, payload}` events to a sink table, exactly once.
 
-Per key the sink keeps `last_n`, `count` and a hash chain `h = sha256(h_prev || payload)`.
-The update is returned as a DynamoDB transaction item, so it commits together with the
-record's checkpoint: a redelivered record can never be applied twice. An event with
-`"poison": true` raises, so it is retried and then parked with its payload.
+Per key the sink row keeps `last_n`, `count` and a hash chain `h = sha256(h_prev || payload)`
+of the events applied in order. Every update is returned as a DynamoDB transaction item, so
+it commits together with the record's checkpoint: a redelivered record can never be applied
+twice. An event with `"poison": true` raises, so it is retried and then parked with its
+payload.
+
+The processor dedups by stream position; this handler also keeps its promise per produced
+event, which positions cannot see (`sink_action`):
+
+- an event whose `n` is not beyond the key's `last_n` (or was applied by a replay) is a
+  *producer duplicate*: the producer wrote it twice (a PutRecords response lost after the
+  write, retried), so the stream holds it twice under two sequence numbers. It is skipped,
+  counted in the row's `producer_duplicates` (in the same transaction) and logged;
+- a replayed event (`Record.replay`: delivered by a replay tool, not the stream) is one the
+  processor knows was never applied: parked, or left behind by the ESM. It is applied once,
+  poison or not (the poison stands for a bug fixed before the replay), out of the chain's
+  order: its `n` joins the row's number set `replayed_n` and `"n:sha256(payload)"` joins
+  the string set `replayed`, under a condition that rejects a second replay of that `n`.
+  verify.py counts those as applied.
 
 Configuration (environment): CHECKPOINT_TABLE, SINK_TABLE, POISON_QUEUE_URL, MAX_ATTEMPTS
 (default 3), and Powertools' own POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE,
@@ -15,7 +30,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -70,12 +86,106 @@ def demo_event(record: Record) -> DemoEvent | None:
     )
 
 
+@dataclass(frozen=True)
+class SinkRow:
+    """A key's sink row as the handler reads it (all zero/empty for a key never seen)."""
+
+    last_n: int = 0
+    count: int = 0
+    h: str = ""
+    replayed_n: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_item(cls, item: dict | None) -> SinkRow:
+        if not item:
+            return cls()
+        return cls(
+            last_n=int(item.get("last_n", {}).get("N", "0")),
+            count=int(item.get("count", {}).get("N", "0")),
+            h=item.get("h", {}).get("S", ""),
+            replayed_n=frozenset(int(n) for n in item.get("replayed_n", {}).get("NS", [])),
+        )
+
+
+class SinkAction(Enum):
+    APPLY = "apply"  # the key's next event: extends the chain
+    PRODUCER_DUPLICATE = "producer duplicate"  # skipped, counted
+    REPLAY = "replay"  # applied once, out of the chain's order
+    ALREADY_REPLAYED = "already replayed"  # an earlier replay applied it: nothing to do
+
+
+def sink_action(n: int, replay: bool, row: SinkRow) -> SinkAction:
+    """What the sink does with event `n` of a key whose row is `row` (no I/O)."""
+    if n in row.replayed_n:
+        return SinkAction.ALREADY_REPLAYED if replay else SinkAction.PRODUCER_DUPLICATE
+    if replay:
+        return SinkAction.REPLAY
+    if n <= row.last_n:
+        return SinkAction.PRODUCER_DUPLICATE
+    return SinkAction.APPLY
+
+
+def replay_entry(n: int, payload: str) -> str:
+    """How the row's `replayed` set names a replayed event and its effect."""
+    return f"{n}:{hashlib.sha256(payload.encode('utf-8')).hexdigest()}"
+
+
+_NOT_REPLAYED = "(attribute_not_exists(replayed_n) OR NOT contains(replayed_n, :n))"
+
+
+def sink_update(table_name: str, event: DemoEvent, action: SinkAction, row: SinkRow) -> dict:
+    """The TransactWriteItems item for `action`; its condition holds only while the row is
+    still what `row` says (a concurrent writer makes the transaction fail, and the record is
+    retried)."""
+    key = {"pk": {"S": event.key}}
+    n = {"N": str(event.n)}
+    if action is SinkAction.APPLY:
+        if row.h:
+            chain_unchanged = "#h = :previous_h"
+            values = {":previous_h": {"S": row.h}}
+        else:
+            chain_unchanged = "attribute_not_exists(#h)"
+            values = {}
+        update = {
+            "UpdateExpression": "SET last_n = :n, #count = :count, #h = :h",
+            "ConditionExpression": f"{chain_unchanged} AND {_NOT_REPLAYED}",
+            "ExpressionAttributeNames": {"#count": "count", "#h": "h"},
+            "ExpressionAttributeValues": {
+                **values,
+                ":n": n,
+                ":count": {"N": str(row.count + 1)},
+                ":h": {"S": chain(row.h, event.payload)},
+            },
+        }
+    elif action is SinkAction.PRODUCER_DUPLICATE:
+        # Both facts only ever become true, so a concurrent writer cannot make this wrong.
+        update = {
+            "UpdateExpression": "ADD producer_duplicates :one",
+            "ConditionExpression": "last_n >= :n OR contains(replayed_n, :n)",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":n": n},
+        }
+    elif action is SinkAction.REPLAY:
+        update = {
+            "UpdateExpression": "ADD replayed_n :ns, replayed :entry",
+            "ConditionExpression": _NOT_REPLAYED,
+            "ExpressionAttributeValues": {
+                ":n": n,
+                ":ns": {"NS": [str(event.n)]},
+                ":entry": {"SS": [replay_entry(event.n, event.payload)]},
+            },
+        }
+    else:
+        raise ValueError(f"{action} writes nothing")
+    return {"Update": {"TableName": table_name, "Key": key, **update}}
+
+
 @dataclass
 class SinkApplier:
     """The record handler: reads the key's sink row, returns the conditional update."""
 
     table_name: str
     boto3_client: Any = None
+    log: Any = None  # a logging.Logger-like object; default: the handler's Powertools Logger
 
     @property
     def client(self) -> Any:
@@ -89,36 +199,27 @@ class SinkApplier:
         event = demo_event(record)
         if event is None:
             return None
-        if event.poison:
-            raise PoisonEventError(f"event {event.key}#{event.n} is marked as poison")
-        current = self.client.get_item(
+        item = self.client.get_item(
             TableName=self.table_name, Key={"pk": {"S": event.key}}, ConsistentRead=True
         ).get("Item")
-        previous_h = current["h"]["S"] if current else ""
-        count = int(current["count"]["N"]) if current else 0
-        values = {
-            ":n": {"N": str(event.n)},
-            ":count": {"N": str(count + 1)},
-            ":h": {"S": chain(previous_h, event.payload)},
-        }
-        if current:
-            # Someone else moved the row since we read it: reject, the record is retried.
-            condition = "#h = :previous_h"
-            values[":previous_h"] = {"S": previous_h}
-        else:
-            condition = "attribute_not_exists(pk)"
-        return [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"pk": {"S": event.key}},
-                    "UpdateExpression": "SET last_n = :n, #count = :count, #h = :h",
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": {"#count": "count", "#h": "h"},
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        ]
+        row = SinkRow.from_item(item)
+        action = sink_action(event.n, record.replay, row)
+        if action is SinkAction.APPLY and event.poison:
+            raise PoisonEventError(f"event {event.key}#{event.n} is marked as poison")
+        if action in (SinkAction.PRODUCER_DUPLICATE, SinkAction.ALREADY_REPLAYED):
+            (self.log or logger).warning(
+                f"{action.value} skipped",
+                extra={
+                    "key": event.key,
+                    "n": event.n,
+                    "last_n": row.last_n,
+                    "sequence_number": record.sequence_number,
+                    "outcome": action.name.lower(),
+                },
+            )
+        if action is SinkAction.ALREADY_REPLAYED:
+            return None
+        return [sink_update(self.table_name, event, action, row)]
 
 
 def _required(name: str) -> str:
