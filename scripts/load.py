@@ -4,7 +4,13 @@ Each event is `{"key", "n", "payload"}` (+ `"poison": true`), n = 1, 2, 3... per
 gets it as the record's data with the key as partition key (optionally KPL-aggregated);
 the DynamoDB source table gets a PutItem of `{pk, n, payload}` on the key's item, so its
 stream carries an INSERT then MODIFYs in order. A manifest JSON lists every event sent (with
-its payload and, for Kinesis, its shard and sequence number) for verify.py.
+its payload and, for Kinesis, its shard and sequence number) for verify.py
+(`scripts.manifest.Manifest`).
+
+Every run has a run id, part of each key (`k-<run>-0001`): two runs against one stack never
+share a key, so their n's cannot collide in the sink. The manifest is written, marked
+incomplete, before the first event goes out, and again at the end: a load that dies leaves
+an incomplete manifest (verify.py refuses it), never the previous run's.
 
 Per key, events go out strictly in order: a batch never holds two entries that share a key,
 and the next batch of a key's lane goes out only once the previous one was fully accepted.
@@ -16,9 +22,12 @@ https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import math
 import random
+import signal
 import string
 import sys
 import threading
@@ -27,15 +36,30 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from scripts.manifest import (
+    MANIFEST_VERSION,
+    RUN_ID_PATTERN,
+    Manifest,
+    ManifestEvent,
+    new_run_id,
+    payload_sha256,
+    run_key,
+    write_manifest,
+)
 from scripts.progress import Progress
-from scripts.stack import add_stack_arguments, resolve_stack
+from scripts.stack import (
+    AWS_ERRORS,
+    StackFileError,
+    add_stack_arguments,
+    describe_aws_error,
+    resolve_stack,
+)
 
 MAX_RECORDS_PER_PUT = 500
 MAX_BYTES_PER_PUT = 5 * 1024 * 1024
@@ -44,7 +68,8 @@ MAX_BYTES_PER_BATCH_WRITE = 16 * 1024 * 1024
 # How far past a blocked entry the batch planner looks for entries of other keys.
 PLAN_LOOKAHEAD = 4 * MAX_RECORDS_PER_PUT
 DEFAULT_MAX_ATTEMPTS = 20
-MANIFEST_VERSION = 1
+# A poison event's message carries the payload base64-encoded, and SQS takes 256 KiB.
+MAX_PAYLOAD_SIZE = 100_000
 
 # Per-entry PutRecords errors worth re-sending; anything else (KMS access, say) is fatal.
 RETRYABLE_ENTRY_ERRORS = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
@@ -68,6 +93,33 @@ class Source(StrEnum):
 
 
 KEY_PREFIX = {Source.KINESIS: "k-", Source.DYNAMODB: "d-"}
+
+
+class ExitCode(IntEnum):
+    OK = 0  # every event accepted; the manifest is complete
+    SEND_FAILED = 1  # sending failed part-way; the manifest is marked incomplete
+    CANNOT_START = 2  # bad arguments, stack file or names, AWS unreachable: nothing was sent
+    INTERRUPTED = 130  # SIGINT (SIGTERM: 143); the manifest is marked incomplete
+
+
+EXIT_CODES = """exit status:
+  0    every event accepted by the stream or table; the manifest is complete
+  1    sending failed part-way (an error that re-sending cannot fix, or the endpoint went
+       away); the manifest is marked incomplete and verify.py refuses it
+  2    nothing was sent: bad arguments, an unusable stack file, a stream or table that is
+       not there, or AWS unreachable, denied or without credentials
+  130  interrupted by Ctrl-C (143: SIGTERM); the manifest is marked incomplete
+"""
+
+
+class CannotStart(Exception):
+    """Nothing was sent: one line says why."""
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -101,10 +153,6 @@ class Event:
         return item
 
 
-def payload_sha256(payload: str) -> str:
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
 def generate_events(
     count: int,
     keys: int,
@@ -112,13 +160,16 @@ def generate_events(
     payload_size: int = 64,
     poison_fraction: float = 0.0,
     seed: int = 1,
+    run_id: str | None = None,
 ) -> list[Event]:
     """`count` events over `keys` keys, both split evenly over `sources`, keys round-robin.
 
     The payload is random printable text; a key's events are numbered n = 1, 2, 3... in the
-    order they are listed (and sent).
+    order they are listed (and sent). With `run_id`, keys are `k-<run>-0001`, else `k-0001`.
     """
-    if keys < len(sources) or count < 0:
+    if count < 0:
+        raise ValueError(f"the event count cannot be negative, got {count}")
+    if keys < len(sources):
         names = ", ".join(str(source) for source in sources)
         raise ValueError(f"need at least one key per source ({names}), got {keys}")
     rng = random.Random(seed)
@@ -128,7 +179,10 @@ def generate_events(
         source_keys = keys // len(sources) + (1 if position < keys % len(sources) else 0)
         source_count = count // len(sources) + (1 if position < count % len(sources) else 0)
         width = max(4, len(str(source_keys)))
-        names = [f"{KEY_PREFIX[source]}{i + 1:0{width}d}" for i in range(source_keys)]
+        if run_id is None:
+            names = [f"{KEY_PREFIX[source]}{i + 1:0{width}d}" for i in range(source_keys)]
+        else:
+            names = [run_key(source, run_id, i + 1, width) for i in range(source_keys)]
         for i in range(source_count):
             events.append(
                 Event(
@@ -433,6 +487,7 @@ class SendContext:
         default_factory=lambda: {source: ResendStats() for source in Source}
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # senders end at a batch
 
 
 def sender_lanes(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
@@ -447,6 +502,8 @@ def sender_lanes(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
 def send_kinesis(client, stream: dict, units: Sequence[Unit], ctx: SendContext) -> None:
     stats = ResendStats()
     for batch in plan_batches(units, MAX_RECORDS_PER_PUT, MAX_BYTES_PER_PUT):
+        if ctx.stop.is_set():
+            break
         carried = sum(len(unit.events) for unit in batch)
         ctx.limiter.acquire(carried)
         results = put_records_resending_failures(
@@ -468,6 +525,8 @@ def send_kinesis(client, stream: dict, units: Sequence[Unit], ctx: SendContext) 
 def send_dynamodb(client, table_name: str, units: Sequence[Unit], ctx: SendContext) -> None:
     stats = ResendStats()
     for batch in plan_batches(units, MAX_ITEMS_PER_BATCH_WRITE, MAX_BYTES_PER_BATCH_WRITE):
+        if ctx.stop.is_set():
+            break
         ctx.limiter.acquire(len(batch))
         batch_write_resending_unprocessed(
             client, table_name, [unit.entry for unit in batch], stats=stats
@@ -477,8 +536,13 @@ def send_dynamodb(client, table_name: str, units: Sequence[Unit], ctx: SendConte
         ctx.stats[Source.DYNAMODB].add(stats)
 
 
-def run_senders(jobs: list[Callable[[], None]]) -> None:
-    """Run each job on its own thread; re-raise the first failure after all have stopped."""
+def run_senders(jobs: list[Callable[[], None]], stop: threading.Event | None = None) -> None:
+    """Run each job on its own thread; re-raise the first failure after all have stopped.
+
+    A failing job sets `stop`, so the others end after their current request; so does an
+    exception in the caller's thread while it waits (Ctrl-C), which is then re-raised.
+    """
+    stop = stop if stop is not None else threading.Event()
     failures: list[BaseException] = []
 
     def guarded(job: Callable[[], None]) -> None:
@@ -486,12 +550,17 @@ def run_senders(jobs: list[Callable[[], None]]) -> None:
             job()
         except BaseException as exc:  # reported below, on the caller's thread
             failures.append(exc)
+            stop.set()
 
     threads = [threading.Thread(target=guarded, args=(job,), daemon=True) for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        stop.set()
+        raise
     if failures:
         raise failures[0]
 
@@ -509,50 +578,112 @@ def list_open_shards(client, stream: dict) -> list[dict]:
     return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
 
 
-def write_manifest(path: Path, events: Sequence[Event], positions: dict, meta: dict) -> None:
-    rows = []
+def manifest_for(
+    events: Sequence[Event], positions: dict[int, dict], meta: dict, complete: bool
+) -> Manifest:
+    rows: list[ManifestEvent] = []
     for event in events:
-        row = {
-            "source": str(event.source),
+        row: ManifestEvent = {
+            "source": event.source.value,
             "key": event.key,
             "n": event.n,
             "payload": event.payload,
             "payloadSha256": payload_sha256(event.payload),
             "poison": event.poison,
         }
-        row.update(positions.get(event.index, {}))
+        row.update(positions.get(event.index, {}))  # type: ignore[typeddict-item]
         rows.append(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**meta, "events": rows}, indent=None) + "\n")
+    return {
+        "version": MANIFEST_VERSION,
+        **meta,  # type: ignore[typeddict-item]
+        "complete": complete,
+        "eventCount": len(rows),
+        "events": rows,
+        "sha256": "",  # sealed by write_manifest
+    }
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _bounded(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a `kind` number within [minimum, maximum]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+            bound = (
+                f"from {minimum:g} to {maximum:g}"
+                if maximum is not None
+                else f"at least {minimum:g}"
+            )
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def _run_id(text: str) -> str:
+    if not RUN_ID_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be 1-16 lowercase letters and digits, got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Push demo events {key, n, payload} to the Kinesis stream and/or the "
         "DynamoDB source table, and write a manifest for verify.py.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--count", type=int, default=1000, help="events in total (default 1000)")
-    parser.add_argument("--keys", type=int, default=20, help="keys in total (default 20)")
+    parser.add_argument(
+        "--count", type=_bounded(int, 1), default=1000, help="events in total (default 1000)"
+    )
+    parser.add_argument(
+        "--keys", type=_bounded(int, 1), default=20, help="keys in total (default 20)"
+    )
     parser.add_argument(
         "--source", choices=["kinesis", "dynamodb", "both"], default="both", help="default both"
     )
-    parser.add_argument("--rate", type=float, default=0, help="events per second; 0: unlimited")
-    parser.add_argument("--payload-size", type=int, default=64, help="payload characters")
     parser.add_argument(
-        "--poison-fraction", type=float, default=0.0, help="share of events marked poison"
+        "--rate", type=_bounded(float, 0), default=0, help="events per second; 0: unlimited"
+    )
+    parser.add_argument(
+        "--payload-size",
+        type=_bounded(int, 0, MAX_PAYLOAD_SIZE),
+        default=64,
+        help=f"payload characters, at most {MAX_PAYLOAD_SIZE} so a parked event keeps its "
+        "payload on the poison queue (default 64)",
+    )
+    parser.add_argument(
+        "--poison-fraction",
+        type=_bounded(float, 0, 1),
+        default=0.0,
+        help="share of events marked poison, from 0 to 1 (default 0)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for payloads and poison picks")
+    parser.add_argument(
+        "--run-id",
+        type=_run_id,
+        default=None,
+        help="names this run's keys (k-<run>-0001); default: random",
+    )
     parser.add_argument(
         "--aggregate", action="store_true", help="KPL-aggregate Kinesis records (per shard)"
     )
     parser.add_argument(
         "--aggregate-max-records",
-        type=int,
+        type=_bounded(int, 1),
         default=50,
         help="user records per aggregated record at most (default 50)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="sender threads per source (default 2)"
+        "--workers", type=_bounded(int, 1), default=2, help="sender threads per source (default 2)"
     )
     parser.add_argument(
         "--manifest", default="build/manifest.json", help="where to write the manifest"
@@ -561,73 +692,148 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+@contextlib.contextmanager
+def interrupts_raised() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted in the main thread (SIGTERM would otherwise end
+    the process before the manifest is marked incomplete)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def main(argv: list[str] | None = None, session: Any = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    stack = resolve_stack(args, "kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
+    args = parser.parse_args(argv)  # bad arguments: usage line, exit 2
+    with interrupts_raised():
+        try:
+            return _load(args, session)
+        except CannotStart as exc:
+            print(f"load: nothing sent: {exc}", file=sys.stderr)
+            return ExitCode.CANNOT_START
+        except (Interrupted, KeyboardInterrupt) as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            print(
+                f"load: interrupted ({signal.Signals(signum).name}); manifest {args.manifest} "
+                "marked incomplete",
+                file=sys.stderr,
+            )
+            return ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
+
+
+def _load(args: argparse.Namespace, session: Any) -> int:
+    keys = ("kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
+    try:
+        stack = resolve_stack(args, *keys)
+    except StackFileError as exc:
+        raise CannotStart(str(exc)) from exc
     sources = [Source.KINESIS, Source.DYNAMODB] if args.source == "both" else [Source(args.source)]
     if Source.KINESIS in sources and not (
         stack["kinesis_stream_name"] or stack["kinesis_stream_arn"]
     ):
-        raise SystemExit("no Kinesis stream: pass --stack or --kinesis-stream-name")
+        raise CannotStart("no Kinesis stream: pass --stack or --kinesis-stream-name")
     if Source.DYNAMODB in sources and not stack["source_table_name"]:
-        raise SystemExit("no source table: pass --stack or --source-table-name")
-
+        raise CannotStart("no source table: pass --stack or --source-table-name")
+    run_id = args.run_id or new_run_id()
     try:
         events = generate_events(
-            args.count, args.keys, sources, args.payload_size, args.poison_fraction, args.seed
+            args.count,
+            args.keys,
+            sources,
+            args.payload_size,
+            args.poison_fraction,
+            args.seed,
+            run_id=run_id,
         )
     except ValueError as exc:
-        parser.error(str(exc))
+        raise CannotStart(str(exc)) from exc
+    try:
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        kinesis = session.client("kinesis") if Source.KINESIS in sources else None
+        dynamodb = session.client("dynamodb") if Source.DYNAMODB in sources else None
+    except AWS_ERRORS as exc:
+        raise CannotStart(describe_aws_error(exc)) from exc
+    stream = (
+        {"stream_name": stack["kinesis_stream_name"]}
+        if stack["kinesis_stream_name"]
+        else {"stream_arn": stack["kinesis_stream_arn"]}
+    )
+    api_stream = (
+        {"StreamName": stream["stream_name"]}
+        if "stream_name" in stream
+        else {"StreamARN": stream["stream_arn"]}
+    )
+    _check_access(kinesis, api_stream, dynamodb, stack["source_table_name"])
+
     started = time.monotonic()
     ctx = SendContext(progress=Progress("load", len(events)), limiter=RateLimiter(args.rate))
     jobs: list[Callable[[], None]] = []
-    if Source.KINESIS in sources:
-        kinesis = boto3.client("kinesis")
-        stream = (
-            {"stream_name": stack["kinesis_stream_name"]}
-            if stack["kinesis_stream_name"]
-            else {"stream_arn": stack["kinesis_stream_arn"]}
-        )
+    if kinesis is not None:
         kinesis_events = [e for e in events if e.source is Source.KINESIS]
         if args.aggregate:
-            api_stream = (
-                {"StreamName": stack["kinesis_stream_name"]}
-                if stack["kinesis_stream_name"]
-                else {"StreamARN": stack["kinesis_stream_arn"]}
-            )
-            shards = list_open_shards(kinesis, api_stream)
+            try:
+                shards = list_open_shards(kinesis, api_stream)
+            except AWS_ERRORS as exc:
+                raise CannotStart(describe_aws_error(exc, "listing the stream's shards")) from exc
             units = aggregated_units(kinesis_events, shards, args.aggregate_max_records)
         else:
             units = kinesis_units(kinesis_events)
         for lane in sender_lanes(units, args.workers):
             jobs.append(lambda lane=lane: send_kinesis(kinesis, stream, lane, ctx))
-    if Source.DYNAMODB in sources:
-        dynamodb = boto3.client("dynamodb")
+    if dynamodb is not None:
         units = dynamodb_units([e for e in events if e.source is Source.DYNAMODB])
         for lane in sender_lanes(units, args.workers):
             jobs.append(
                 lambda lane=lane: send_dynamodb(dynamodb, stack["source_table_name"], lane, ctx)
             )
+    meta = {
+        "runId": run_id,
+        "createdAt": datetime.now(UTC).isoformat(),
+        "seed": args.seed,
+        "aggregated": args.aggregate,
+        "stack": {k: v for k, v in stack.items() if v},
+    }
+    manifest_path = Path(args.manifest)
+
+    def save(complete: bool) -> None:
+        with ctx.lock:
+            positions = dict(ctx.positions)
+        write_manifest(manifest_path, manifest_for(events, positions, meta, complete))
+
+    # Before anything goes out: from here on, the file at --manifest is this run's.
+    try:
+        save(complete=False)
+    except OSError as exc:
+        raise CannotStart(f"cannot write manifest {manifest_path}: {exc}") from exc
     complete = False
     try:
-        run_senders(jobs)
+        run_senders(jobs, ctx.stop)
         complete = True
+    except (*AWS_ERRORS, ResendExhausted) as exc:
+        what = describe_aws_error(exc) if isinstance(exc, AWS_ERRORS) else str(exc)
+        print(
+            f"load: sending failed after {ctx.progress.done} of {len(events)} events: {what}; "
+            f"manifest {manifest_path} marked incomplete",
+            file=sys.stderr,
+        )
+        return ExitCode.SEND_FAILED
     finally:
         ctx.progress.finish()
-        # Written even when sending failed, marked incomplete: verify.py refuses it then, and
-        # it still tells what was meant to go out.
-        meta = {
-            "version": MANIFEST_VERSION,
-            "createdAt": datetime.now(UTC).isoformat(),
-            "complete": complete,
-            "seed": args.seed,
-            "aggregated": args.aggregate,
-            "stack": {k: v for k, v in stack.items() if v},
-        }
-        write_manifest(Path(args.manifest), events, ctx.positions, meta)
+        save(complete)
     elapsed_s = time.monotonic() - started
-    keys = len({(e.source, e.key) for e in events})
+    keys_sent = len({(e.source, e.key) for e in events})
     parts = []
     for source in sources:
         stats = ctx.stats[source]
@@ -638,10 +844,29 @@ def main(argv: list[str] | None = None) -> int:
         )
     poison = sum(e.poison for e in events)
     print(
-        f"sent {len(events)} events over {keys} keys in {elapsed_s:.1f}s: {', '.join(parts)}; "
-        f"{poison} poison; manifest {args.manifest}"
+        f"sent {len(events)} events over {keys_sent} keys in {elapsed_s:.1f}s: "
+        f"{', '.join(parts)}; {poison} poison; run {run_id}; manifest {manifest_path}"
     )
-    return 0
+    return ExitCode.OK
+
+
+def _check_access(kinesis, api_stream: dict, dynamodb, table_name: str | None) -> None:
+    """The stream and table are there and writable-looking, before the first event goes out."""
+    if kinesis is not None:
+        name = api_stream.get("StreamName") or api_stream.get("StreamARN")
+        try:
+            summary = kinesis.describe_stream_summary(**api_stream)["StreamDescriptionSummary"]
+        except AWS_ERRORS as exc:
+            raise CannotStart(describe_aws_error(exc, f"Kinesis stream {name}")) from exc
+        if summary["StreamStatus"] not in ("ACTIVE", "UPDATING"):
+            raise CannotStart(f"Kinesis stream {name} is {summary['StreamStatus']}, not ACTIVE")
+    if dynamodb is not None:
+        try:
+            table = dynamodb.describe_table(TableName=table_name)["Table"]
+        except AWS_ERRORS as exc:
+            raise CannotStart(describe_aws_error(exc, f"source table {table_name}")) from exc
+        if table["TableStatus"] not in ("ACTIVE", "UPDATING"):
+            raise CannotStart(f"source table {table_name} is {table['TableStatus']}, not ACTIVE")
 
 
 if __name__ == "__main__":

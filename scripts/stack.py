@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STACK_FILE = REPO_ROOT / "build" / "stack.json"
 
@@ -92,3 +94,37 @@ def resolve_stack(args: argparse.Namespace, *keys: str) -> dict[str, str | None]
             outputs[key] = override
         outputs.setdefault(key, None)
     return outputs
+
+
+# --- reaching the stack ----------------------------------------------------------------------
+
+AWS_ERRORS = (ClientError, BotoCoreError)
+"""What a boto3 call raises when the stack cannot be reached or a resource is not there."""
+
+_NOT_FOUND = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "InvalidAddress",
+    }
+)
+
+
+def describe_aws_error(exc: ClientError | BotoCoreError, what: str = "") -> str:
+    """One line for a failed call: what was wrong, in the user's terms (no traceback)."""
+    subject = f"{what}: " if what else ""
+    if isinstance(exc, NoCredentialsError):
+        return (
+            f"{subject}no AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY)"
+        )
+    if isinstance(exc, NoRegionError):
+        return f"{subject}no AWS region (set AWS_REGION or AWS_DEFAULT_REGION)"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "?")
+        if code in _NOT_FOUND:
+            return f"{subject}does not exist ({code}: {error.get('Message', '')})"
+        return f"{subject}{exc.operation_name} failed: {code}: {error.get('Message', '')}"
+    return f"{subject}{exc}"

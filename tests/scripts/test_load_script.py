@@ -365,6 +365,8 @@ def test_the_cli_loads_both_sources_aggregated_and_writes_the_manifest(
             "10",
             "--poison-fraction",
             "0.05",
+            "--run-id",
+            "abc1",
             "--manifest",
             str(manifest_path),
         ]
@@ -383,10 +385,13 @@ def test_the_cli_loads_both_sources_aggregated_and_writes_the_manifest(
     assert [
         (shard, body["key"], body["n"], body["payload"])
         for shard, body in on_stream
-        if body["key"] == "k-0001"
+        if body["key"] == "k-abc1-0001"
     ] == [
-        (e["shardId"], e["key"], e["n"], e["payload"]) for e in kinesis_rows if e["key"] == "k-0001"
+        (e["shardId"], e["key"], e["n"], e["payload"])
+        for e in kinesis_rows
+        if e["key"] == "k-abc1-0001"
     ]
+    assert sum(e["key"] == "k-abc1-0001" for e in kinesis_rows) == 50
     assert {(b["key"], b["n"]) for _, b in on_stream if b.get("poison")} == {
         p for p in poison if p[0].startswith("k-")
     }

@@ -10,7 +10,7 @@ import time
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from scripts import verify
+from scripts import manifest, verify
 from scripts.verify import ParkedEvent, SentEvent, SinkRow, assess, chain, parked_event
 
 # Given: two keys; k-1 has a poison event at n=3.
@@ -53,7 +53,8 @@ def test_all_applied_in_order_and_the_poison_parked_passes():
     assert report.ok
     assert report.summary() == (
         "verified 6 events over 2 keys: 5 applied in order, 1 parked, "
-        "0 lost, 0 duplicated, 0 out of order"
+        "0 lost, 0 duplicated, 0 out of order; 0 applied by replay, "
+        "0 producer duplicates skipped"
     )
     assert report.settled_keys == 2
 
@@ -208,12 +209,34 @@ def test_poison_messages_of_both_sources_decode_to_their_event():
 # --- against the emulator --------------------------------------------------------------------
 
 
-def write_manifest(path, events: list[SentEvent]) -> None:
+def write_manifest(path, events: list[SentEvent], complete: bool = True, run_id="r1") -> None:
+    """A sealed manifest of `events`, as load.py writes it."""
     rows = [
-        {"source": e.source, "key": e.key, "n": e.n, "payload": e.payload, "poison": e.poison}
+        {
+            "source": e.source,
+            "key": e.key,
+            "n": e.n,
+            "payload": e.payload,
+            "payloadSha256": manifest.payload_sha256(e.payload),
+            "poison": e.poison,
+        }
         for e in events
     ]
-    path.write_text(json.dumps({"version": 1, "complete": True, "events": rows}))
+    manifest.write_manifest(
+        path,
+        {
+            "version": manifest.MANIFEST_VERSION,
+            "runId": run_id,
+            "createdAt": "2026-01-01T00:00:00+00:00",
+            "complete": complete,
+            "seed": 1,
+            "aggregated": False,
+            "stack": {},
+            "eventCount": len(rows),
+            "events": rows,
+            "sha256": "",
+        },
+    )
 
 
 def put_sink(dynamodb, table: str, rows: dict[str, SinkRow]) -> None:
@@ -313,10 +336,10 @@ def test_waiting_gives_up_once_the_state_stops_changing(
 
 @pytest.mark.integration
 def test_an_incomplete_manifest_is_refused(demo_stack, tmp_path):
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"version": 1, "complete": False, "events": []}))
+    path = tmp_path / "manifest.json"
+    write_manifest(path, EVENTS, complete=False)
 
-    assert run_verify(demo_stack, manifest, "--no-wait") == verify.EXIT_UNUSABLE
+    assert run_verify(demo_stack, path, "--no-wait") == verify.ExitCode.CANNOT_CHECK
 
 
 @pytest.mark.integration
