@@ -168,8 +168,10 @@ class QueueMessage:
     body: dict
 
     def describe(self) -> str:
+        sub = self.body.get("subSequenceNumber") if self.kind is QueueKind.POISON else None
+        position = f"{self.first_sequence_number}:{sub}" if sub else self.first_sequence_number
         return (
-            f"{self.kind} {self.source} {self.shard_id or '-'} seq={self.first_sequence_number} "
+            f"{self.kind} {self.source} {self.shard_id or '-'} seq={position} "
             f"error={'/'.join(self.error_types) or '-'}"
         )
 

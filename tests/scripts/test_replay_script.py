@@ -12,7 +12,6 @@ import pytest
 from processor.contracts import REPLAY_MARKER, OnFailureRecord, PoisonMessage
 from scripts import replay
 from scripts.replay import REPLAYED_AT_ATTRIBUTE, HandlerTarget, Outcome, QueueKind, StreamTarget
-from scripts.verify import peek_queue
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +98,23 @@ def put_events(kinesis, stack: dict, key: str, count: int) -> list[dict]:
         )
         for n in range(1, count + 1)
     ]
+
+
+def peek_queue(sqs, queue_url: str) -> list[dict]:
+    """Every message on the queue, left there (received hidden, then made visible)."""
+    found: dict[str, dict] = {}
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not batch:
+            break
+        found.update((m["MessageId"], m) for m in batch)
+    for message in found.values():
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return list(found.values())
 
 
 def send(sqs, queue_url: str, body: dict) -> None:
