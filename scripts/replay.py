@@ -57,12 +57,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-from pathlib import Path
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from esm.rules import lane_of
 from processor.contracts import (
@@ -82,7 +81,13 @@ from scripts.load import (
     plan_batches,
     put_records_resending_failures,
 )
-from scripts.stack import DEFAULT_STACK_FILE, add_stack_arguments, resolve_stack
+from scripts.stack import (
+    AWS_ERRORS,
+    StackFileError,
+    add_stack_arguments,
+    describe_aws_error,
+    resolve_stack,
+)
 
 # Messages stay hidden this long while this run holds them, extended every third of it.
 DEFAULT_VISIBILITY_TIMEOUT_S = 30
@@ -1460,30 +1465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stack(args: argparse.Namespace) -> dict[str, str | None]:
-    path = Path(args.stack) if args.stack else DEFAULT_STACK_FILE
-    if args.stack or path.exists():
-        try:
-            outputs = json.loads(path.read_text())
-        except OSError as exc:
-            raise Unusable(f"stack file {path}: {exc.strerror or exc}") from exc
-        except ValueError as exc:
-            raise Unusable(f"stack file {path} is not JSON: {exc}") from exc
-        if not isinstance(outputs, dict):
-            raise Unusable(f"stack file {path} is not a JSON object of stack outputs")
-    return resolve_stack(args, "poison_queue_url", "on_failure_queue_url")
-
-
-def describe_aws_error(exc: ClientError | BotoCoreError) -> str:
-    if isinstance(exc, NoCredentialsError):
-        return (
-            "no AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        )
-    if isinstance(exc, NoRegionError):
-        return "no AWS region (set AWS_REGION or AWS_DEFAULT_REGION)"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{exc.operation_name} failed: {error.get('Code', '?')}: {error.get('Message', '')}"
-    return str(exc)
+    try:
+        return resolve_stack(args, "poison_queue_url", "on_failure_queue_url")
+    except StackFileError as exc:
+        raise Unusable(str(exc)) from exc
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -1498,7 +1483,7 @@ def main(argv: list[str] | None = None) -> int:
     except Unusable as exc:
         print(f"replay.py: {exc}", file=sys.stderr)
         return ExitCode.UNUSABLE
-    except (ClientError, BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         print(f"replay.py: {describe_aws_error(exc)}", file=sys.stderr)
         return ExitCode.UNUSABLE
     except KeyboardInterrupt:
@@ -1534,8 +1519,8 @@ def _main(args: argparse.Namespace) -> int:
     for kind, queue_url in queues.items():
         try:
             in_flight_count(sqs, queue_url)  # the queue is there and reachable, or one line
-        except (ClientError, BotoCoreError) as exc:
-            raise Unusable(f"{kind} queue {queue_url}: {describe_aws_error(exc)}") from exc
+        except AWS_ERRORS as exc:
+            raise Unusable(describe_aws_error(exc, f"{kind} queue {queue_url}")) from exc
     summary = replay(
         queues,
         target,

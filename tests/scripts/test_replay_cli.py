@@ -113,11 +113,11 @@ STACK_FILE, QUEUE, ENDPOINT, CREDENTIALS, FLAG, HANDLER = (
 @pytest.mark.parametrize(
     ("case", "args", "said"),
     [
-        pytest.param(STACK_FILE, ["--stack", "{tmp}/missing.json"], "missing.json: No such file",
+        pytest.param(STACK_FILE, ["--stack", "{tmp}/missing.json"], "missing.json does not exist",
                      id="stack-file-missing"),
         pytest.param(STACK_FILE, ["--stack", "{tmp}/corrupt.json"], "is not JSON",
                      id="stack-file-corrupt"),
-        pytest.param(STACK_FILE, ["--stack", "{tmp}/list.json"], "is not a JSON object",
+        pytest.param(STACK_FILE, ["--stack", "{tmp}/list.json"], "holds a JSON list, not an object",
                      id="stack-file-not-an-object"),
         pytest.param(QUEUE, ["--poison-queue-url", "{endpoint}/123456789012/no-such-queue"],
                      "poison queue", id="queue-does-not-exist"),
