@@ -636,8 +636,9 @@ def _run_id(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Push demo events {key, n, payload} to the Kinesis stream and/or the "
-        "DynamoDB source table, and write a manifest for verify.py.",
+        description="Push demo events {key, n, payload} to the Kinesis stream and/or the\n"
+        "DynamoDB source table, and write a manifest for verify.py. Keys carry the run id\n"
+        "(k-<run>-0001), so runs against one stack never collide.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -591,12 +591,17 @@ positive_seconds = _number(0, inclusive=False)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Verify the demo pipeline against load.py's manifest: every event applied "
-        "exactly once and in order per key, parked with its payload, or applied by a replay.",
+        description="Verify the demo pipeline against load.py's manifest: every event applied\n"
+        "exactly once and in order per key, parked with its payload, or applied by a replay.\n"
+        "Producer duplicates (an event the producer wrote twice) are reported, not failed.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--manifest", default="build/manifest.json")
+    parser.add_argument(
+        "--manifest",
+        default="build/manifest.json",
+        help="load.py's manifest (default build/manifest.json)",
+    )
     parser.add_argument(
         "--timeout",
         type=non_negative_seconds,

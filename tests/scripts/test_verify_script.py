@@ -150,6 +150,83 @@ def test_keys_of_other_runs_are_ignored():
     assert assess(EVENTS, sink, GOOD_PARKED + [parked("k-9", 1, "x")]).ok
 
 
+def replayed(row_: SinkRow, *entries: tuple[int, str]) -> SinkRow:
+    """The row after a replay applied these (n, payload)s."""
+    digests = tuple((n, verify.payload_digest(payload)) for n, payload in entries)
+    return SinkRow(row_.key, row_.last_n, row_.count, row_.h, replayed=digests)
+
+
+def test_a_replayed_poison_event_counts_as_applied():
+    sink = {**GOOD_SINK, "k-1": replayed(GOOD_SINK["k-1"], (3, "p3"))}
+
+    report = assess(EVENTS, sink, [])
+
+    assert report.ok and (report.replayed, report.parked, report.lost) == (1, 0, 0)
+    assert report.settled_keys == 2
+
+
+def test_a_replayed_event_still_on_the_queue_is_applied_once_not_parked():
+    sink = {**GOOD_SINK, "k-1": replayed(GOOD_SINK["k-1"], (3, "p3"))}
+
+    report = assess(EVENTS, sink, GOOD_PARKED)
+
+    assert report.ok and (report.replayed, report.parked, report.duplicated) == (1, 0, 0)
+    assert "applied by a replay, still on the poison queue" in report.details[0]
+
+
+def test_a_healthy_event_applied_by_a_replay_instead_of_in_order_counts_as_applied():
+    k1 = row("k-1", ["p1", "p4"], 4)  # n=2 left behind by the ESM, replayed later
+    sink = {**GOOD_SINK, "k-1": replayed(k1, (2, "p2"))}
+
+    report = assess(EVENTS, sink, GOOD_PARKED)
+
+    assert report.ok and (report.applied_in_order, report.replayed) == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("entries", "detail"),
+    [
+        pytest.param([(3, "other")], "replayed with another payload", id="another-payload"),
+        pytest.param([(3, "p3"), (9, "p9")], "replayed but never sent", id="never-sent"),
+    ],
+)
+def test_a_wrong_replay_fails(entries, detail):
+    sink = {**GOOD_SINK, "k-1": replayed(GOOD_SINK["k-1"], *entries)}
+
+    report = assess(EVENTS, sink, [])
+
+    assert not report.ok and report.unexpectedly_replayed == 1
+    assert any(detail in line for line in report.details)
+
+
+def test_producer_duplicates_are_reported_apart_and_do_not_fail():
+    k1 = GOOD_SINK["k-1"]
+    sink = {**GOOD_SINK, "k-1": SinkRow(k1.key, k1.last_n, k1.count, k1.h, producer_duplicates=2)}
+    copies = [
+        ParkedEvent("m1", "kinesis", "k-1", 3, "p3", True, "PoisonEventError", position="7:0"),
+        ParkedEvent("m2", "kinesis", "k-1", 3, "p3", True, "PoisonEventError", position="8:0"),
+    ]
+
+    report = assess(EVENTS, sink, copies)
+
+    assert report.ok and (report.producer_duplicates, report.duplicated) == (3, 0)
+    assert report.summary().endswith("; 0 applied by replay, 3 producer duplicates skipped")
+
+
+def test_rows_of_this_run_missing_from_the_manifest_fail():
+    events = [SentEvent("kinesis", "k-r1-0001", 1, "a", False)]
+    sink = {
+        "k-r1-0001": row("k-r1-0001", ["a"], 1),
+        "k-r1-0002": row("k-r1-0002", ["b"], 1),
+        "k-r2-0002": row("k-r2-0002", ["b"], 1),  # another run's
+    }
+
+    report = assess(events, sink, [], run_id="r1")
+
+    assert not report.ok and report.unknown_keys == 1
+    assert report.details == ["in the sink but not in the manifest: k-r1-0002"]
+
+
 def kinesis_poison_message(body: dict, **overrides) -> str:
     message = {
         "version": "1",
