@@ -12,12 +12,13 @@ TEST_PREREQS :=
 BENCH_PREREQS :=
 -include mk/*.mk
 
-.PHONY: help install lint test bench clean
+.PHONY: help install lint test bench simulation clean
 
 help:
 	@echo "make demo   - the full pipeline on the embedded emulator (load, process, verify, teardown)"
 	@echo "make test   - the whole suite (ruff + pytest); AWS_ENDPOINT_URL=... targets a running LocalStack"
 	@echo "make bench  - benchmarks, one JSON object per line"
+	@echo "make simulation - the processor under random faults, 5000 examples (SIMULATION_EXAMPLES=N)"
 	@echo "make infra-up / infra-down - apply / destroy the Terraform stack against AWS_ENDPOINT_URL"
 
 $(INSTALLED): pyproject.toml
@@ -34,6 +35,12 @@ lint: install
 
 test: install lint $(TEST_PREREQS)
 	$(PY) -m pytest -q tests
+
+# The processor's fault simulation with a large example budget (make test runs 150).
+SIMULATION_EXAMPLES ?= 5000
+simulation: install
+	SIMULATION_EXAMPLES=$(SIMULATION_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/processor/test_processor_simulation.py --hypothesis-show-statistics
 
 bench: install $(BENCH_PREREQS)
 	$(PY) scripts/bench.py

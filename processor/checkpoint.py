@@ -340,37 +340,41 @@ class DynamoDBCheckpointStore:
             expression += " REMOVE " + ", ".join(removes)
         # Parked, unsettled and replayed positions live in string sets on the key's item, so
         # a replay can tell a record left unapplied (apply it once more) from an applied one.
+        adds, deletes = [], []
         if update.parked:
             names["#parked"] = "parked"
             values[":parked"] = {"SS": sorted({encode_position(p) for p in update.parked})}
-            expression += " ADD #parked :parked"
-        elif update.replayed:
-            if update.unsettled is not None:
-                raise ValueError("an update either replays records or sets the unsettled ones")
+            adds.append("#parked :parked")
+        if update.replayed:
             names["#replayed"] = "replayed"
             values[":replayed"] = {
                 "SS": sorted({encode_position_compact(p) for p in update.replayed})
             }
-            expression += " ADD #replayed :replayed"
-            deletes = []
-            if update.leaves_parked:
-                names["#parked"] = "parked"
-                values[":unpark"] = {
-                    "SS": sorted({encode_position(p) for p in update.leaves_parked})
-                }
-                deletes.append("#parked :unpark")
-            if update.leaves_unsettled:
-                names["#unsettled"] = "unsettled"
-                values[":unsettle"] = {
-                    "SS": sorted({encode_position_compact(p) for p in update.leaves_unsettled})
-                }
-                deletes.append("#unsettled :unsettle")
-            if deletes:
-                expression += " DELETE " + ", ".join(deletes)
-            # Once only: the transaction commits while the record is not yet replayed.
-            for i, position in enumerate(update.replayed):
-                values[f":replayed{i}"] = {"S": encode_position_compact(position)}
-                conditions.append(f"NOT contains(#replayed, :replayed{i})")
+            adds.append("#replayed :replayed")
+            if update.position is None or strictly_forward:
+                # Once only: a replay commits while the record is not yet in the set. (Not on
+                # the stream's own writes: a lost condition would drop the position too.)
+                for i, position in enumerate(update.replayed):
+                    values[f":replayed{i}"] = {"S": encode_position_compact(position)}
+                    conditions.append(f"NOT contains(#replayed, :replayed{i})")
+        if update.leaves_parked:
+            if update.parked:
+                raise ValueError("an update either parks records or unparks them")
+            names["#parked"] = "parked"
+            values[":unpark"] = {"SS": sorted({encode_position(p) for p in update.leaves_parked})}
+            deletes.append("#parked :unpark")
+        if update.leaves_unsettled:
+            if update.unsettled is not None:
+                raise ValueError("an update either sets the unsettled records or removes some")
+            names["#unsettled"] = "unsettled"
+            values[":unsettle"] = {
+                "SS": sorted({encode_position_compact(p) for p in update.leaves_unsettled})
+            }
+            deletes.append("#unsettled :unsettle")
+        if adds:
+            expression += " ADD " + ", ".join(adds)
+        if deletes:
+            expression += " DELETE " + ", ".join(deletes)
         condition = " AND ".join(f"({c})" for c in conditions) if conditions else None
         request = {
             "TableName": self.table_name,

@@ -82,7 +82,8 @@ class ReplayReport(TypedDict):
     unknown: list[str]
     failed: list[str]  # failed again; batchItemFailures names the first
     blocked: list[str]  # not tried: behind a failed record of the same key in this event
-    unparseable: list[str]  # cannot be parsed, so cannot be applied
+    unparseable: list[str]  # cannot be parsed, so cannot be applied, and was never parked
+    parked: list[str]  # cannot be parsed; parked when it first arrived (replay it from there)
     unprocessed: list[str]  # not tried: the invocation's time budget ran out
 
 

@@ -81,7 +81,9 @@ class _Batch:
         self.positions: list[Position | None] = [state.position for state in self.states]
         # Keys whose records need more than the position check: some of their records were
         # left unsettled, or were applied by a replay, before this batch.
-        self.guarded = [bool(state.unsettled or state.replayed) for state in self.states]
+        self.guarded = [
+            bool(state.unsettled or state.replayed or state.parked) for state in self.states
+        ]
         self.blocked = [False] * len(keys)
         self.dirty = [False] * len(keys)
         self.failures: dict[int, tuple[Position, int, str]] = {}
@@ -109,6 +111,11 @@ class _Batch:
 
     def settle(self, key_id: int, position: Position) -> None:
         """A record seen unapplied earlier is applied (or parked) now."""
+        if position in self.states[key_id].parked and position not in self.parked.get(key_id, ()):
+            # Parked before, but its checkpoint was lost and the stream delivered it again,
+            # and now it applied: a replay of its poison message must not apply it twice.
+            self.replayed.setdefault(key_id, []).append(position)
+            self.dirty[key_id] = True
         unsettled = self.unsettled.get(key_id)
         if unsettled is None:
             if position not in self.states[key_id].unsettled:
@@ -121,6 +128,11 @@ class _Batch:
         """A record left unapplied in this batch: failed, blocked, or cut by the budget."""
         position = item.position
         if self.replay or position is None:
+            return
+        current = self.positions[key_id]
+        if current is not None and position <= current:
+            return  # applied before: a redelivered record the budget cut off
+        if position in self.states[key_id].replayed:
             return
         unsettled = self.unsettled.get(key_id)
         if unsettled is None:
@@ -171,12 +183,33 @@ class _Batch:
         its unsettled set."""
         self.positions[key_id] = position
         self.parked.pop(key_id, None)
+        self.replayed.pop(key_id, None)
         if key_id not in self.unsettled:
             self.dirty[key_id] = False
+
+    def snapshot(self, key_id: int) -> tuple:
+        unsettled = self.unsettled.get(key_id)
+        replayed = self.replayed.get(key_id)
+        return (
+            None if unsettled is None else set(unsettled),
+            None if replayed is None else list(replayed),
+            self.dirty[key_id],
+        )
+
+    def restore(self, key_id: int, saved: tuple) -> None:
+        unsettled, replayed, dirty = saved
+        for name, value in (("unsettled", unsettled), ("replayed", replayed)):
+            table = getattr(self, name)
+            if value is None:
+                table.pop(key_id, None)
+            else:
+                table[key_id] = value
+        self.dirty[key_id] = dirty
 
     def update_for(self, key_id: int, position: Position | None) -> CheckpointUpdate:
         update = CheckpointUpdate(self.keys[key_id], position)
         update.parked = tuple(self.parked.get(key_id, ()))
+        update.replayed = tuple(self.replayed.get(key_id, ()))
         unsettled = self.unsettled.get(key_id)
         if unsettled is not None:
             if len(unsettled) > MAX_UNSETTLED:
@@ -232,6 +265,7 @@ class OrderedProcessor:
         safety_margin_ms: int | None = None,
         logger: Any = None,
         metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -242,6 +276,7 @@ class OrderedProcessor:
         self.safety_margin_ms = safety_margin_ms
         self.logger = logger or _default_logger()
         self.metrics = metrics
+        self.clock = clock  # seconds, monotonic; tests inject one to run the budget out
         self.last_result: BatchResult | None = None
 
     def process(self, event: dict, context: Any = None) -> PartialBatchResponse:
@@ -249,7 +284,7 @@ class OrderedProcessor:
         return self.process_batch(event, context).response
 
     def process_batch(self, event: dict, context: Any = None) -> BatchResult:
-        started = time.monotonic()
+        started = self.clock()
         deadline = self._deadline(context, started)
         items = parse_event(event)
         replay = is_replay(event)
@@ -276,7 +311,7 @@ class OrderedProcessor:
             result.response = failure_response(result.resume_point)
         if batch.report is not None:
             result.response[REPLAY_MARKER] = batch.report
-        result.latency_ms = (time.monotonic() - started) * 1000
+        result.latency_ms = (self.clock() - started) * 1000
         self._report(result, items)
         self.last_result = result
         return result
@@ -291,9 +326,10 @@ class OrderedProcessor:
     ) -> None:
         # The per-record loop: the common path (a new record that applies) stays inline.
         apply, positions, dirty, blocked = self.apply, batch.positions, batch.dirty, batch.blocked
+        clock = self.clock
         guarded, replay = batch.guarded, batch.replay
         for index, (key_id, item) in enumerate(zip(key_ids, items, strict=True)):
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and clock() >= deadline:
                 self._stop_for_time(items[index:], key_ids[index:], batch, result)
                 return
             if blocked[key_id]:
@@ -317,7 +353,7 @@ class OrderedProcessor:
                 batch.advance(key_id, position)
                 continue
             if type(item) is Unparseable:
-                self._park(item, item.error, attempts=1, first_failure_at=utc_now())
+                self._park(item, key_id, batch, item.error, attempts=1, first_failure_at=utc_now())
                 batch.park(key_id, position)
                 result.parked += 1
                 continue
@@ -338,7 +374,11 @@ class OrderedProcessor:
 
     def _replay_one(self, item: BatchItem, key_id: int, batch: _Batch, result: BatchResult):
         """A replayed record is applied only if the processor never applied it, and once."""
-        if type(item) is Unparseable:  # parked when it first arrived; it cannot parse now
+        if type(item) is Unparseable:  # it cannot parse now either
+            if item.position is not None and item.position in batch.states[key_id].parked:
+                batch.note("parked", item)  # on the poison queue with its payload already
+                result.duplicates += 1
+                return
             batch.note("unparseable", item)
             self._fail(item, key_id, item.error, batch, result)
             return
@@ -381,7 +421,9 @@ class OrderedProcessor:
         self, item: Record, key_id: int, effects: list[dict], batch: _Batch, result: BatchResult
     ) -> None:
         # Records of this key parked earlier in the batch, and the key's unsettled set, are
-        # written with it: the record leaves the unsettled set in the same transaction.
+        # written with it: the record leaves the unsettled set in the same transaction. Until
+        # the transaction commits, the batch's own view must not say so (its flush would).
+        saved = batch.snapshot(key_id)
         if batch.guarded[key_id]:
             batch.settle(key_id, item.position)
         update = batch.update_for(key_id, item.position)
@@ -393,7 +435,11 @@ class OrderedProcessor:
             result.duplicates += 1
             batch.advance(key_id, item.position)
         except EffectRejectedError as exc:
+            batch.restore(key_id, saved)
             self._fail(item, key_id, exc, batch, result)
+        except BaseException:
+            batch.restore(key_id, saved)
+            raise
         else:
             result.applied += 1
             batch.committed(key_id, item.position)
@@ -449,7 +495,9 @@ class OrderedProcessor:
         )
         coordinates = _coordinates(item)
         if attempts >= self.max_attempts:
-            self._park(item, exc, attempts=attempts, first_failure_at=first_failure_at)
+            self._park(
+                item, key_id, batch, exc, attempts=attempts, first_failure_at=first_failure_at
+            )
             batch.park(key_id, item.position)
             result.parked += 1
             return
@@ -467,10 +515,31 @@ class OrderedProcessor:
         batch.retry_from_here(item)
         result.failed += 1
 
-    def _park(self, item: BatchItem, exc: BaseException, *, attempts: int, first_failure_at: str):
+    def _park(
+        self,
+        item: BatchItem,
+        key_id: int,
+        batch: _Batch,
+        exc: BaseException,
+        *,
+        attempts: int,
+        first_failure_at: str,
+    ):
         message = build_poison_message(
             item, exc, attempts=attempts, first_failure_at=first_failure_at
         )
+        if item.position is not None:
+            # The key's parked set learns of the record before the queue does, so that every
+            # poison message names a record the store knows was parked: if the batch's flush
+            # is then lost and the ESM gives up, a replay can still apply it (and only once).
+            # One extra write, on the rare path.
+            self.checkpoints.save(
+                [
+                    CheckpointUpdate(
+                        batch.keys[key_id], None, parked=(item.position,), touch_failure=False
+                    )
+                ]
+            )
         self.poison.park(message)  # PoisonSinkUnavailable propagates: the batch must retry
         self.logger.error(
             "record parked",
@@ -537,6 +606,7 @@ def empty_replay_report() -> ReplayReport:
         "failed": [],
         "blocked": [],
         "unparseable": [],
+        "parked": [],
         "unprocessed": [],
     }
 

@@ -87,7 +87,21 @@ def dynamodb_record(
 
 
 def _attribute_map(values: dict) -> dict:
-    return {name: _serializer.serialize(value) for name, value in values.items()}
+    return {name: _wire(_serializer.serialize(value)) for name, value in values.items()}
+
+
+def _wire(value: dict) -> dict:
+    """An attribute value as Lambda's JSON event carries it: B and BS members in base64."""
+    ((tag, inner),) = value.items()
+    if tag == "B":
+        return {"B": base64.b64encode(inner).decode()}
+    if tag == "BS":
+        return {"BS": [base64.b64encode(v).decode() for v in inner]}
+    if tag == "M":
+        return {"M": {k: _wire(v) for k, v in inner.items()}}
+    if tag == "L":
+        return {"L": [_wire(v) for v in inner]}
+    return value
 
 
 def event(*records: dict) -> dict:

@@ -215,3 +215,100 @@ def test_records_cut_by_the_time_budget_are_unsettled_until_applied():
     assert store.load([key])[key].unsettled == {(10, 0), (11, 0)}
     processor.process(event(rec("K", 10), rec("K", 11)))
     assert store.load([key])[key].unsettled == frozenset()
+
+
+class FlushFailsOnce(MemoryCheckpointStore):
+    """A store whose first batch flush is lost (the writes made before it land)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushes = 0
+
+    def save(self, updates):
+        if any(u.position is not None for u in updates):
+            self.flushes += 1
+            if self.flushes == 1:
+                from processor.exceptions import CheckpointStoreUnavailable
+
+                raise CheckpointStoreUnavailable("simulated: the flush is lost")
+        super().save(updates)
+
+
+def test_a_record_parked_then_applied_after_a_lost_flush_is_not_applied_again_by_replay():
+    import pytest
+
+    from processor.exceptions import CheckpointStoreUnavailable
+
+    ledger = Ledger(fail_once={"10"})
+    store = FlushFailsOnce()
+    processor = OrderedProcessor(
+        ledger, checkpoints=store, poison=MemoryPoisonSink(), max_attempts=1
+    )
+    with pytest.raises(CheckpointStoreUnavailable):
+        processor.process(event(rec("K", 10)))  # parked, then the flush is lost
+    processor.process(event(rec("K", 10)))  # Lambda retries; now it applies
+    (parked,) = map(json.loads, processor.poison.messages)
+
+    response = processor.process(_replay(rec("K", 10)))
+
+    assert parked["sequenceNumber"] == "10"
+    assert response[REPLAY_MARKER]["alreadyReplayed"] == ["10"]
+    assert ledger.applied == [("K", "10")]
+
+
+def test_the_store_knows_a_record_is_parked_before_the_queue_does():
+    class Unreachable(MemoryPoisonSink):
+        def park(self, message):
+            from processor.exceptions import PoisonSinkUnavailable
+
+            raise PoisonSinkUnavailable("simulated")
+
+    import pytest
+
+    from processor.exceptions import PoisonSinkUnavailable
+
+    store = MemoryCheckpointStore()
+    processor = OrderedProcessor(
+        Ledger(fail_always={"10"}), checkpoints=store, poison=Unreachable(), max_attempts=1
+    )
+    key = CheckpointKey(KINESIS_ARN, SHARD, "K")
+
+    with pytest.raises(PoisonSinkUnavailable):
+        processor.process(event(rec("K", 10)))
+
+    assert store.load([key])[key].parked == {(10, 0)}
+    assert store.position(key) is None  # not done: Lambda retries it
+
+
+def test_a_failed_transaction_leaves_its_record_unsettled():
+    import pytest
+
+    from processor.exceptions import CheckpointStoreUnavailable
+
+    class CommitFailsOnce(MemoryCheckpointStore):
+        failed = False
+
+        def commit_with_effects(self, update, effects):
+            if not self.failed:
+                self.failed = True
+                raise CheckpointStoreUnavailable("simulated: the transaction is not sent")
+            super().commit_with_effects(update, effects)
+
+    store = CommitFailsOnce()
+    store.failed = True  # the first batch commits normally
+    ledger = Ledger(fail_once={"10"})
+
+    def effects(record):
+        ledger(record)
+        return [{"Put": {"seq": record.sequence_number}}]
+
+    processor = OrderedProcessor(effects, checkpoints=store, poison=MemoryPoisonSink())
+    processor.process(event(rec("K", 10), rec("K", 11)))  # 10 fails, 11 waits: both unsettled
+    store.failed = False
+
+    with pytest.raises(CheckpointStoreUnavailable):
+        processor.process(event(rec("K", 10), rec("K", 11)))  # 10's transaction is not sent
+
+    key = CheckpointKey(KINESIS_ARN, SHARD, "K")
+    assert store.load([key])[key].unsettled == {(10, 0), (11, 0)}
+    assert store.effects == []
