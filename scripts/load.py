@@ -22,7 +22,6 @@ https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import math
@@ -42,6 +41,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from scripts.interrupts import Interrupted, interrupts_raised
 from scripts.manifest import (
     MANIFEST_VERSION,
     RUN_ID_PATTERN,
@@ -114,12 +114,6 @@ EXIT_CODES = """exit status:
 
 class CannotStart(Exception):
     """Nothing was sent: one line says why."""
-
-
-class Interrupted(Exception):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -691,25 +685,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_stack_arguments(parser, "kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
     return parser
-
-
-@contextlib.contextmanager
-def interrupts_raised() -> Iterator[None]:
-    """SIGINT and SIGTERM raise Interrupted in the main thread (SIGTERM would otherwise end
-    the process before the manifest is marked incomplete)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None, session: Any = None) -> int:

@@ -51,6 +51,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from processor.contracts import PoisonMessage
+from scripts.interrupts import Interrupted, interrupts_raised
 from scripts.manifest import Manifest, ManifestError, belongs_to_run, read_manifest
 from scripts.progress import Progress
 from scripts.stack import (
@@ -93,14 +94,6 @@ EXIT_UNUSABLE = ExitCode.CANNOT_CHECK
 
 class CannotCheck(Exception):
     """verify cannot give a verdict: one line says why."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; finally blocks release what this run holds."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def chain(previous_hex: str, payload: str) -> str:
@@ -620,25 +613,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-wait", action="store_true", help="assess the current state once")
     add_stack_arguments(parser, "sink_table_name", "poison_queue_url", "on_failure_queue_url")
     return parser
-
-
-@contextlib.contextmanager
-def interrupts_raised() -> Iterator[None]:
-    """SIGINT and SIGTERM raise Interrupted (SIGTERM would otherwise end the process without
-    running a single finally block, leaving poison messages hidden)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None, session: Any = None) -> int:
