@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from processor.exceptions import (
     CheckpointStoreUnavailable,
     EffectRejectedError,
@@ -268,9 +270,7 @@ class DynamoDBCheckpointStore:
                 passthrough="ConditionalCheckFailedException",
                 **self._update_request(update),
             )
-        except CheckpointStoreUnavailable:
-            raise
-        except Exception:  # the condition: a later invocation is ahead; never move back
+        except ClientError:  # only the condition passes through: a later write is ahead
             self.stats.stale_writes += 1
 
     def commit_with_effects(self, update: CheckpointUpdate, effects: list[dict]) -> None:
@@ -283,9 +283,7 @@ class DynamoDBCheckpointStore:
                 passthrough="TransactionCanceledException",
                 TransactItems=[*effects, checkpoint],
             )
-        except CheckpointStoreUnavailable:
-            raise
-        except Exception as exc:
+        except ClientError as exc:  # only TransactionCanceledException passes through
             reasons = exc.response.get("CancellationReasons") or []
             codes = [reason.get("Code") for reason in reasons]
             if len(codes) == len(effects) + 1 and codes[-1] == "ConditionalCheckFailed":
@@ -391,7 +389,7 @@ class DynamoDBCheckpointStore:
         """Call the client; every error but the `passthrough` code is infrastructure."""
         try:
             return getattr(self.client, operation)(**kwargs)
-        except Exception as exc:  # ClientError, connection refused, timeouts, credentials
+        except (ClientError, BotoCoreError) as exc:  # refused, timeouts, credentials too
             if passthrough and _error_code(exc) == passthrough:
                 raise
             raise CheckpointStoreUnavailable(f"{operation} on {self.table_name}: {exc}") from exc

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from processor.contracts import POISON_MESSAGE_VERSION, PoisonMessage
 from processor.exceptions import PoisonSinkUnavailable
 from processor.records import BatchItem, Record, Source
@@ -136,7 +138,7 @@ class SqsPoisonSink:
                     for name, value in attributes.items()
                 },
             )
-        except Exception as exc:
+        except (ClientError, BotoCoreError) as exc:  # refused, timeouts, credentials too
             raise PoisonSinkUnavailable(
                 f"could not park {message['partitionKey']!r} at {message['sequenceNumber']} "
                 f"on {self.queue_url}: {exc}"
