@@ -528,11 +528,13 @@ class OrderedProcessor:
         message = build_poison_message(
             item, exc, attempts=attempts, first_failure_at=first_failure_at
         )
-        if item.position is not None:
+        if type(item) is Record:
             # The key's parked set learns of the record before the queue does, so that every
             # poison message names a record the store knows was parked: if the batch's flush
             # is then lost and the ESM gives up, a replay can still apply it (and only once).
-            # One extra write, on the rare path.
+            # One extra write, on the rare path. Not for an unparseable record: nothing can
+            # apply it, and for it "in the parked set" must mean "on the queue" (the flush,
+            # after the send, writes it), which is what lets a replay count it as settled.
             self.checkpoints.save(
                 [
                     CheckpointUpdate(

@@ -312,3 +312,31 @@ def test_a_failed_transaction_leaves_its_record_unsettled():
     key = CheckpointKey(KINESIS_ARN, SHARD, "K")
     assert store.load([key])[key].unsettled == {(10, 0), (11, 0)}
     assert store.effects == []
+
+
+def test_an_unparseable_record_counts_as_parked_only_once_it_is_on_the_queue():
+    # K@10 cannot be parsed and the poison queue is unreachable: the batch raises, the ESM
+    # gives up on it and sends it to the on-failure queue. Replaying that message must not
+    # take the record for one already parked (nothing can apply it, and it is on no queue):
+    # the report calls it unparseable, and the replay tool keeps the message.
+    import pytest
+
+    from processor.exceptions import PoisonSinkUnavailable
+
+    class Unreachable(MemoryPoisonSink):
+        def park(self, message):
+            raise PoisonSinkUnavailable("simulated")
+
+    store = MemoryCheckpointStore()
+    processor = OrderedProcessor(Ledger(), checkpoints=store, poison=Unreachable())
+    bad = raw_record("K", 10, "not base64!")
+    with pytest.raises(PoisonSinkUnavailable):
+        processor.process(event(bad))
+
+    key = CheckpointKey(KINESIS_ARN, SHARD, "K")
+    report = processor.process(_replay(bad))[REPLAY_MARKER]
+
+    state = store.load([key]).get(key)
+    assert state is None or not state.parked
+    assert report["parked"] == []
+    assert report["unparseable"] == ["10"]
