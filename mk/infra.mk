@@ -12,18 +12,18 @@ LAMBDA_SOURCES := $(shell find processor -type f -not -path '*/__pycache__/*' -n
 
 .PHONY: infra-up infra-down infra-plan lambda-zip
 
-$(LAMBDA_ZIP): $(LAMBDA_SOURCES) pyproject.toml scripts/infra_lambda_zip.py | $(INSTALLED)
-	$(PY) scripts/infra_lambda_zip.py --out $@
+$(LAMBDA_ZIP): $(LAMBDA_SOURCES) pyproject.toml streamline/infra/lambda_zip.py | $(INSTALLED)
+	$(PY) -m streamline.infra.lambda_zip --out $@
 
 lambda-zip: $(LAMBDA_ZIP)
 
 infra-up: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py up $(INFRA_FLAGS)
+	$(PY) -m streamline.infra.stack up $(INFRA_FLAGS)
 
 infra-plan: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py plan $(INFRA_FLAGS)
+	$(PY) -m streamline.infra.stack plan $(INFRA_FLAGS)
 
 infra-down: install $(LAMBDA_ZIP)
-	$(PY) scripts/infra_stack.py down $(INFRA_FLAGS)
+	$(PY) -m streamline.infra.stack down $(INFRA_FLAGS)
 
 TEST_PREREQS += $(LAMBDA_ZIP)

@@ -1,6 +1,6 @@
 """The ordered batch processor: what runs, in which order, and what Lambda is told.
 
-Rules (DESIGN.md, "Inside one invocation"):
+Rules (docs/architecture.md, "processor/ — inside one invocation"):
 - records run in the order given; a failed record blocks the later records of its key in this
   batch, other keys go on;
 - a record at or below its key's checkpoint is a duplicate and is skipped;

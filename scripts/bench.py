@@ -1,29 +1,11 @@
-"""`make bench`: every benchmark of the project, one JSON object per line.
+"""`python scripts/bench.py`: every benchmark, one JSON object per line.
 
-Each module listed in BENCH_MODULES exposes `run() -> Iterator[dict]`; every dict has a
-"name" and its figures.
+Thin entry point for `streamline.bench`; name `processor` or `esm` to run one.
 """
 
-from __future__ import annotations
-
-import importlib
-import json
 import sys
 
-BENCH_MODULES = ["scripts.bench_processor", "scripts.bench_esm"]
-
-
-def main(argv: list[str]) -> int:
-    wanted = set(argv)
-    for module_name in BENCH_MODULES:
-        short = module_name.rsplit(".", 1)[-1].removeprefix("bench_")
-        if wanted and short not in wanted:
-            continue
-        module = importlib.import_module(module_name)
-        for result in module.run():
-            print(json.dumps(result), flush=True)
-    return 0
-
+from streamline.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

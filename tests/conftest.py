@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from scripts.emulator import EMULATOR_ENV, Emulator
+from streamline.emulator import EMULATOR_ENV, Emulator
 
 
 @pytest.fixture(scope="session")

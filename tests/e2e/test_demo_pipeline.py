@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import load, verify
-from scripts.emulator import stop_pid
+from streamline.emulator import stop_pid
+from streamline.tools import load, verify
 
 pytestmark = pytest.mark.integration
 

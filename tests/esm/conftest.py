@@ -22,7 +22,7 @@ import pytest
 
 from esm import FunctionSettings, MappingSettings, Runner, Summary, Tuning
 from esm.settings import load_function
-from scripts.emulator import free_port, stop_pid
+from streamline.emulator import free_port, stop_pid
 
 CODE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CODE_DIR.parent.parent

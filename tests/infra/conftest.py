@@ -14,7 +14,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from scripts import infra_offline
+from streamline.infra import offline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
@@ -25,7 +25,7 @@ MIRROR_DIR = REPO_ROOT / "build" / "terraform-mirror"
 def terraform() -> str:
     """The binary; without one every test that needs it fails with how to install it."""
     try:
-        return infra_offline.terraform_binary()
+        return offline.terraform_binary()
     except FileNotFoundError as exc:
         pytest.fail(f"the infra tests need Terraform: {exc}", pytrace=False)
 
@@ -90,10 +90,10 @@ def real_config() -> dict[str, Any]:
 def offline_copy(terraform, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A freshly generated 3.39 copy, `terraform init`-ed from the mirror; (dir, env)."""
     work_dir = tmp_path_factory.mktemp("offline-copy")
-    infra_offline.write_offline_copy(work_dir)
+    offline.write_offline_copy(work_dir)
     env = {
         **os.environ,
-        "TF_CLI_CONFIG_FILE": str(infra_offline.prepare_provider_mirror(MIRROR_DIR)),
+        "TF_CLI_CONFIG_FILE": str(offline.prepare_provider_mirror(MIRROR_DIR)),
     }
     result = subprocess.run(
         [terraform, f"-chdir={work_dir}", "init", "-input=false", "-no-color", "-backend=false"],

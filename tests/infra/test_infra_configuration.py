@@ -10,7 +10,7 @@ import pytest
 
 REAL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 
-# Every argument an ordered-processing mapping must set explicitly (DESIGN.md, Infrastructure).
+# Every argument an ordered-processing mapping must set explicitly (README, Infrastructure).
 MAPPING_ARGUMENTS = (
     "function_response_types",
     "bisect_batch_on_function_error",

@@ -1,4 +1,4 @@
-"""The deployment package builder (scripts/infra_lambda_zip.py), without pip or a network:
+"""The deployment package builder (streamline/infra/lambda_zip.py), without pip or a network:
 a fake project root and a fake dependency directory."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from scripts import infra_lambda_zip
+from streamline.infra import lambda_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def _package(tmp_path: Path) -> dict[str, Path]:
             "processor/handler.py": "a dependency must not shadow our package\n",
         },
     )
-    return infra_lambda_zip.entries(project, deps)
+    return lambda_zip.entries(project, deps)
 
 
 def test_package_holds_processor_and_dependencies_only(tmp_path):
@@ -59,9 +59,9 @@ def test_our_package_wins_over_a_dependency_of_the_same_name(tmp_path):
 def test_zip_is_reproducible(tmp_path):
     files = _package(tmp_path)
     first, second = tmp_path / "a.zip", tmp_path / "b.zip"
-    infra_lambda_zip.write_zip(first, files)
+    lambda_zip.write_zip(first, files)
     (tmp_path / "project" / "processor" / "handler.py").touch()  # a newer mtime changes nothing
-    infra_lambda_zip.write_zip(second, files)
+    lambda_zip.write_zip(second, files)
     assert first.read_bytes() == second.read_bytes()
     with zipfile.ZipFile(first) as archive:
         assert archive.namelist() == sorted(files)
@@ -71,13 +71,13 @@ def test_zip_is_reproducible(tmp_path):
 def test_dependencies_are_the_projects_runtime_dependencies():
     names = {
         dep.split("[")[0].split(">")[0].split("=")[0].strip()
-        for dep in infra_lambda_zip.runtime_dependencies(REPO_ROOT / "pyproject.toml")
+        for dep in lambda_zip.runtime_dependencies(REPO_ROOT / "pyproject.toml")
     }
     assert {"boto3", "aws-lambda-powertools", "aws-kinesis-agg"} <= names
 
 
 def test_dependencies_are_installed_for_the_lambda_runtime_not_this_machine():
-    args = infra_lambda_zip.PIP_PLATFORM_ARGS
+    args = lambda_zip.PIP_PLATFORM_ARGS
     assert args[args.index("--python-version") + 1] == "3.12"
     assert args[args.index("--platform") + 1] == "manylinux2014_x86_64"
     assert "--only-binary=:all:" in args

@@ -1,4 +1,4 @@
-"""The offline transform (scripts/infra_offline.py): real configuration in, 3.39 copy out.
+"""The offline transform (streamline/infra/offline.py): real configuration in, 3.39 copy out.
 
 Pure text in and out; no terraform, no server. The copy of the real configuration is also
 validated by Terraform itself in test_infra_configuration.py.
@@ -13,8 +13,8 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from scripts import infra_offline
-from scripts.infra_offline import GENERATED_FILE, TransformError, transform
+from streamline.infra import offline
+from streamline.infra.offline import GENERATED_FILE, TransformError, transform
 
 REAL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 
@@ -294,10 +294,10 @@ def test_real_copy_leaves_other_files_untouched(real_copy):
 
 
 def test_cli_config_takes_only_the_aws_provider_from_the_mirror(tmp_path):
-    text = infra_offline.cli_config(tmp_path)
+    text = offline.cli_config(tmp_path)
     (installation,) = _parse(text)["provider_installation"]
     (mirror,) = installation["filesystem_mirror"]
     (direct,) = installation["direct"]
     assert json.loads(mirror["path"]) == str(tmp_path)
-    assert mirror["include"] == [f'"{infra_offline.PROVIDER_ADDRESS}"']
+    assert mirror["include"] == [f'"{offline.PROVIDER_ADDRESS}"']
     assert direct["exclude"] == mirror["include"]

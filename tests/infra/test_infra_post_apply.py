@@ -1,4 +1,4 @@
-"""scripts/infra_post_apply.py with a stand-in for the boto3 client (no server): the call it
+"""streamline/infra/post_apply.py with a stand-in for the boto3 client (no server): the call it
 makes and its patience with a mapping that is still being created. The real calls against the
 emulator are checked in test_infra_stack.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from scripts import infra_post_apply
+from streamline.infra import post_apply
 
 
 class LambdaStandIn:
@@ -33,19 +33,19 @@ class SqsStandIn:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(infra_post_apply.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(post_apply.time, "sleep", lambda _s: None)
 
 
 def test_mapping_update_passes_the_settings_as_api_parameters():
     client = LambdaStandIn()
     settings = {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
-    infra_post_apply.update_event_source_mapping(client, "uuid-1", settings)
+    post_apply.update_event_source_mapping(client, "uuid-1", settings)
     assert client.calls == [{"UUID": "uuid-1", **settings}]
 
 
 def test_mapping_update_waits_while_the_mapping_is_in_use():
     client = LambdaStandIn(busy_times=2)
-    infra_post_apply.update_event_source_mapping(client, "uuid-1", {"BatchSize": 10})
+    post_apply.update_event_source_mapping(client, "uuid-1", {"BatchSize": 10})
     assert len(client.calls) == 3
 
 
@@ -56,12 +56,12 @@ def test_mapping_update_reraises_other_errors():
             raise ClientError(error, "UpdateEventSourceMapping")
 
     with pytest.raises(ClientError):
-        infra_post_apply.update_event_source_mapping(Refusing(), "uuid-1", {"BatchSize": 0})
+        post_apply.update_event_source_mapping(Refusing(), "uuid-1", {"BatchSize": 0})
 
 
 def test_queue_attributes_are_sent_as_the_strings_sqs_expects():
     client = SqsStandIn()
-    infra_post_apply.update_queue(client, "http://q", {"SqsManagedSseEnabled": True, "X": 5})
+    post_apply.update_queue(client, "http://q", {"SqsManagedSseEnabled": True, "X": 5})
     assert client.calls == [
         {"QueueUrl": "http://q", "Attributes": {"SqsManagedSseEnabled": "true", "X": "5"}}
     ]
@@ -69,5 +69,5 @@ def test_queue_attributes_are_sent_as_the_strings_sqs_expects():
 
 @pytest.mark.parametrize("argv", [[], ["aws_s3_bucket"], ["aws_sqs_queue", "extra"]])
 def test_unknown_resource_types_are_a_usage_error(argv, capsys):
-    assert infra_post_apply.main(argv) == 2
+    assert post_apply.main(argv) == 2
     assert "usage" in capsys.readouterr().err

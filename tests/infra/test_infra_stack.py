@@ -1,7 +1,7 @@
 """The stack applied to a real endpoint: moto's server (or AWS_ENDPOINT_URL when set).
 
 One apply and one destroy for the whole module, through the same script `make infra-up` /
-`make infra-down` run (scripts/infra_stack.py), with non-default settings so that every
+`make infra-down` run (streamline/infra/stack.py), with non-default settings so that every
 variable is seen to reach the endpoint. The last test destroys the stack and checks that
 nothing is left.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import infra_lambda_zip, infra_stack
+from streamline.infra import lambda_zip as infra_lambda_zip
+from streamline.infra import stack as infra_stack
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +219,7 @@ def test_log_group_has_the_retention(stack, clients):
 
 def _mappings(stack, clients) -> dict[str, dict]:
     """This function's mappings by source ARN. Filtered by FunctionArn: moto finds nothing
-    by FunctionName for a mapping created with the function's ARN (DESIGN.md)."""
+    by FunctionName for a mapping created with the function's ARN; AWS finds it either way."""
     paginator = clients["lambda"].get_paginator("list_event_source_mappings")
     found = [
         mapping

@@ -1,11 +1,11 @@
-"""The pure parts of scripts/infra_stack.py: endpoints from the environment, --var flags."""
+"""The pure parts of streamline/infra/stack.py: endpoints from the environment, --var flags."""
 
 from __future__ import annotations
 
 import pytest
 
-from scripts.infra_offline import terraform_binary
-from scripts.infra_stack import endpoint_variables, parse_assignments
+from streamline.infra.offline import terraform_binary
+from streamline.infra.stack import endpoint_variables, parse_assignments
 
 
 def test_no_endpoint_variables_means_aws_with_every_check():

@@ -176,7 +176,7 @@ def test_effect_is_not_committed_again_behind_its_checkpoint(store, dynamodb, si
 def test_unreachable_store_raises_so_the_esm_retries():
     import boto3
 
-    from scripts.emulator import free_port
+    from streamline.emulator import free_port
 
     client = boto3.client(
         "dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}", config=_no_retries()
@@ -193,7 +193,7 @@ def test_unreachable_store_raises_so_the_esm_retries():
 def test_applied_checkpoints_are_flushed_before_an_unreachable_sink_is_reraised(store):
     import boto3
 
-    from scripts.emulator import free_port
+    from streamline.emulator import free_port
 
     sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{free_port()}", config=_no_retries())
     sink = SqsPoisonSink("http://127.0.0.1:1/000000000000/nowhere", boto3_client=sqs)

@@ -1,4 +1,4 @@
-"""OrderedProcessor inside one invocation: DESIGN.md "Inside one invocation", points 1-9."""
+"""OrderedProcessor inside one invocation: the rules docs/architecture.md gives `processor/`."""
 
 from __future__ import annotations
 

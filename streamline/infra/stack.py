@@ -1,8 +1,8 @@
 """Apply / destroy infra/terraform against AWS_ENDPOINT_URL (`make infra-up` / `make infra-down`).
 
-    python scripts/infra_stack.py up      # apply, write build/stack.json, print the apply time
-    python scripts/infra_stack.py plan    # exit 0: no changes, 2: changes (-detailed-exitcode)
-    python scripts/infra_stack.py down    # destroy, print the destroy time
+    python streamline/infra/stack.py up      # apply, write build/stack.json, print the apply time
+    python streamline/infra/stack.py plan    # exit 0: no changes, 2: changes (-detailed-exitcode)
+    python streamline/infra/stack.py down    # destroy, print the destroy time
 
 With AWS_ENDPOINT_URL unset, `up` starts the embedded emulator (scripts/emulator.py) and leaves
 it running; `down` destroys the stack there and stops it. Per-service endpoint variables
@@ -10,7 +10,7 @@ it running; `down` destroys the stack there and stops it. Per-service endpoint v
 itself with the caller's credentials and starts nothing.
 
 The provider: `--provider offline` (the default) runs the 3.39 copy that
-scripts/infra_offline.py derives, with the provider from the PyPI mirror (no download);
+streamline/infra/offline.py derives, with the provider from the PyPI mirror (no download);
 `--provider registry` runs the real configuration as it is, with whatever provider
 `terraform init` installs (>= 5.0, needs the registry).
 """
@@ -29,11 +29,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts import infra_lambda_zip, infra_offline
-from scripts.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
-from scripts.emulator import EMULATOR_ENV
+from streamline.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
+from streamline.emulator import EMULATOR_ENV
+from streamline.infra import lambda_zip, offline
+from streamline.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "build"
 DEFAULT_STACK_JSON = BUILD_DIR / "stack.json"
 DEFAULT_MIRROR = BUILD_DIR / "terraform-mirror"
@@ -71,14 +71,14 @@ class Stack:
     env: dict[str, str]
 
     def terraform(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> int:
-        cmd = [infra_offline.terraform_binary(), f"-chdir={self.work_dir}", *args]
+        cmd = [offline.terraform_binary(), f"-chdir={self.work_dir}", *args]
         code = subprocess.run(cmd, env=self.env).returncode
         if code not in ok_codes:
             raise TerraformFailed(list(args), code)
         return code
 
     def output_json(self) -> dict:
-        cmd = [infra_offline.terraform_binary(), f"-chdir={self.work_dir}", "output", "-json"]
+        cmd = [offline.terraform_binary(), f"-chdir={self.work_dir}", "output", "-json"]
         raw = subprocess.run(cmd, env=self.env, check=True, capture_output=True, text=True)
         return {name: item["value"] for name, item in json.loads(raw.stdout).items()}
 
@@ -132,7 +132,7 @@ def start_embedded_emulator() -> str:
     if running:
         return running
     out = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "emulator.py"), "start"],
+        [sys.executable, "-m", "streamline.emulator", "start"],
         check=True,
         capture_output=True,
         text=True,
@@ -141,7 +141,7 @@ def start_embedded_emulator() -> str:
 
 
 def stop_embedded_emulator() -> None:
-    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "emulator.py"), "stop"], check=True)
+    subprocess.run([sys.executable, "-m", "streamline.emulator", "stop"], check=True)
 
 
 def prepare(args: argparse.Namespace, environ: dict[str, str]) -> Stack:
@@ -149,13 +149,13 @@ def prepare(args: argparse.Namespace, environ: dict[str, str]) -> Stack:
     work_dir = (args.work_dir or WORK_DIRS[args.provider]).resolve()
     env = dict(environ)
     if args.provider == "offline":
-        infra_offline.write_offline_copy(work_dir)
-        env["TF_CLI_CONFIG_FILE"] = str(infra_offline.prepare_provider_mirror(args.mirror))
+        offline.write_offline_copy(work_dir)
+        env["TF_CLI_CONFIG_FILE"] = str(offline.prepare_provider_mirror(args.mirror))
     else:
         work_dir.mkdir(parents=True, exist_ok=True)
         for stale in work_dir.glob("*.tf"):
             stale.unlink()
-        for source in sorted(infra_offline.REAL_CONFIG_DIR.glob("*.tf")):
+        for source in sorted(offline.REAL_CONFIG_DIR.glob("*.tf")):
             shutil.copyfile(source, work_dir / source.name)
     variables: dict[str, object] = {
         **endpoint_variables(environ),
@@ -196,7 +196,7 @@ def _target(env: dict[str, str]) -> str:
 
 def cmd_up(args: argparse.Namespace) -> int:
     if not args.lambda_zip.exists():
-        infra_lambda_zip.build(args.lambda_zip)
+        lambda_zip.build(args.lambda_zip)
     env, _ = resolve_endpoint(args, dict(os.environ))
     stack = prepare(args, env)
     started = time.monotonic()
@@ -221,7 +221,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     env, embedded = resolve_endpoint(args, dict(os.environ))
     if not args.lambda_zip.exists():  # destroy still evaluates filebase64sha256(var.lambda_zip)
-        infra_lambda_zip.build(args.lambda_zip)
+        lambda_zip.build(args.lambda_zip)
     stack = prepare(args, env)
     started = time.monotonic()
     stack.terraform("destroy", "-input=false", "-auto-approve", "-no-color")

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from scripts import load, verify
-from scripts.emulator import free_port
-from scripts.load import Event, Source
-from scripts.manifest import write_manifest
+from streamline.emulator import free_port
+from streamline.tools import load, verify
+from streamline.tools.load import Event, Source
+from streamline.tools.manifest import write_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -125,7 +125,7 @@ def bench_memory(batch: dict) -> dict:
 def bench_checkpoint_writes() -> Iterator[dict]:
     import boto3
 
-    from scripts.emulator import Emulator
+    from streamline.emulator import Emulator
 
     emulator = Emulator.start()
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import load, verify
-from scripts.emulator import free_port
+from streamline.emulator import free_port
+from streamline.tools import load, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import load, verify
-from scripts.load import Event, Source
-from scripts.manifest import write_manifest
+from streamline.tools import load, verify
+from streamline.tools.load import Event, Source
+from streamline.tools.manifest import write_manifest
 
 pytestmark = pytest.mark.integration
 

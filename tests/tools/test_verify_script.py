@@ -10,8 +10,8 @@ import time
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from scripts import manifest, verify
-from scripts.verify import ParkedEvent, SentEvent, SinkRow, assess, chain, parked_event
+from streamline.tools import manifest, verify
+from streamline.tools.verify import ParkedEvent, SentEvent, SinkRow, assess, chain, parked_event
 
 # Given: two keys; k-1 has a poison event at n=3.
 EVENTS = [

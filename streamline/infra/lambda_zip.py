@@ -1,6 +1,6 @@
 """Build the Lambda deployment package: processor/ plus the project's runtime dependencies.
 
-    python scripts/infra_lambda_zip.py --out build/lambda.zip
+    python streamline/infra/lambda_zip.py --out build/lambda.zip
 
 The dependencies are the `[project].dependencies` of pyproject.toml, installed with pip for
 the Lambda runtime's platform (CPython 3.12, manylinux x86_64), not this machine's, into a
@@ -22,7 +22,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from streamline.paths import REPO_ROOT
+
 PACKAGE_DIRS = ("processor",)
 DEFAULT_OUT = REPO_ROOT / "build" / "lambda.zip"
 DEPS_CACHE = REPO_ROOT / "build" / "lambda-deps"

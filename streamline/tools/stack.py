@@ -13,7 +13,8 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from streamline.paths import REPO_ROOT
+
 DEFAULT_STACK_FILE = REPO_ROOT / "build" / "stack.json"
 
 # Stack output keys (infra's flat JSON) -> command-line flag.

@@ -1,11 +1,11 @@
 """Set through the AWS API what the AWS provider 3.39 cannot (the offline path only).
 
-Run by the `terraform_data` resources that scripts/infra_offline.py generates, once the
+Run by the `terraform_data` resources that streamline/infra/offline.py generates, once the
 resource exists:
 
     STREAMLINE_RESOURCE_ID=<uuid> STREAMLINE_SETTINGS='{"FunctionResponseTypes": [...]}' \\
     STREAMLINE_ENDPOINT=http://127.0.0.1:PORT STREAMLINE_REGION=us-east-1 \\
-        python scripts/infra_post_apply.py aws_lambda_event_source_mapping
+        python streamline/infra/post_apply.py aws_lambda_event_source_mapping
 
 Settings are named as the API names them; the real configuration's values, verbatim.
 """

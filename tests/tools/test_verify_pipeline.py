@@ -19,7 +19,7 @@ from processor.contracts import REPLAY_MARKER
 from processor.handler import SinkAction, SinkApplier, SinkRow, sink_action
 from processor.poison import SqsPoisonSink
 from processor.testing import event, kinesis_record
-from scripts import load, verify
+from streamline.tools import load, verify
 
 # --- the handler's rule (no server) ----------------------------------------------------------
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from scripts import replay
-from scripts.emulator import free_port
-from scripts.replay import ExitCode, HandlerTarget, Outcome, QueueKind
+from streamline.emulator import free_port
+from streamline.tools import replay
+from streamline.tools.replay import ExitCode, HandlerTarget, Outcome, QueueKind
 
 pytestmark = pytest.mark.integration
 
@@ -225,13 +225,13 @@ def test_a_signal_makes_held_messages_visible_at_once(demo_stack, sqs, tmp_path,
         [
             sys.executable,
             "-m",
-            "scripts.replay",
+            "streamline.tools.replay",
             "--stack",
             demo_stack["path"],
             "--from",
             "poison",
             "--to-handler",
-            "tests.scripts.test_replay_cli.slow_handler",
+            "tests.tools.test_replay_cli.slow_handler",
             "--visibility-timeout",
             "300",
         ],
@@ -338,7 +338,7 @@ def test_the_demo_handlers_metrics_stay_out_of_stdout_and_an_unknown_batch_exits
         [
             sys.executable,
             "-m",
-            "scripts.replay",
+            "streamline.tools.replay",
             "--stack",
             demo_stack["path"],
             "--from",

@@ -12,8 +12,8 @@ import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from botocore.exceptions import ClientError
 
-from scripts import load
-from scripts.load import (
+from streamline.tools import load
+from streamline.tools.load import (
     Backoff,
     Event,
     ResendExhausted,

@@ -15,8 +15,8 @@ from processor.checkpoint import DynamoDBCheckpointStore
 from processor.contracts import REPLAY_MARKER, REPLAY_SUB_SEQUENCE_NUMBER
 from processor.poison import SqsPoisonSink
 from processor.testing import event, kinesis_record, kpl_aggregate
-from scripts import replay
-from scripts.replay import ExitCode, HandlerTarget, Outcome, QueueKind, StreamTarget
+from streamline.tools import replay
+from streamline.tools.replay import ExitCode, HandlerTarget, Outcome, QueueKind, StreamTarget
 
 pytestmark = pytest.mark.integration
 

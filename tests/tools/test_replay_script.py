@@ -10,8 +10,14 @@ import json
 import pytest
 
 from processor.contracts import REPLAY_MARKER, OnFailureRecord, PoisonMessage
-from scripts import replay
-from scripts.replay import REPLAYED_AT_ATTRIBUTE, HandlerTarget, Outcome, QueueKind, StreamTarget
+from streamline.tools import replay
+from streamline.tools.replay import (
+    REPLAYED_AT_ATTRIBUTE,
+    HandlerTarget,
+    Outcome,
+    QueueKind,
+    StreamTarget,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from esm.rules import lane_of
 from processor.contracts import REPLAY_SUB_SEQUENCE_NUMBER
 from processor.testing import DYNAMODB_ARN, dynamodb_record, kinesis_record, kpl_aggregate
-from scripts.replay import (
+from streamline.tools.replay import (
     REPLAYED_AT_ATTRIBUTE,
     ExitCode,
     Outcome,

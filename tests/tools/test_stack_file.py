@@ -1,4 +1,4 @@
-"""scripts/stack.py: the scripts read make infra-up's flat JSON, `terraform output -json`, or
+"""streamline/tools/stack.py: the tools read make infra-up's flat JSON, `terraform output -json`, or
 flags that override either."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from scripts.stack import add_stack_arguments, resolve_stack
+from streamline.tools.stack import add_stack_arguments, resolve_stack
 
 
 def parse(*argv: str) -> argparse.Namespace:

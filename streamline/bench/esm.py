@@ -54,7 +54,7 @@ def _runner(session, stream_arn: str, batch_size: int, expected: int, state_dir:
     function = FunctionSettings(
         name="bench-noop",
         arn="arn:aws:lambda:us-east-1:123456789012:function:bench-noop",
-        handler="scripts.bench_esm.noop",
+        handler="streamline.bench.esm.noop",
         timeout_s=30,
     )
     runner = Runner(
@@ -85,7 +85,7 @@ def run() -> Iterator[dict]:
     import boto3
 
     from esm.sources import _keep_epoch_timestamps
-    from scripts.emulator import Emulator
+    from streamline.emulator import Emulator
 
     emulator = Emulator.start()
     saved = dict(os.environ)

@@ -1,0 +1,200 @@
+"""`make demo`: the whole pipeline on one machine, then torn down whatever happened.
+
+1. `make infra-up`: the Terraform stack on the embedded emulator (or on AWS_ENDPOINT_URL);
+2. the local ESM runner for the stack's function, in the background (its log in build/demo/);
+3. load.py: a few thousand events over Kinesis and the DynamoDB table, some of them poison;
+4. verify.py: waits for the pipeline to drain, prints the summary line, sets the exit code;
+5. always: the runner stopped by its PID, `make infra-down` (which stops the emulator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streamline.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
+from streamline.emulator import EMULATOR_ENV, stop_pid
+from streamline.paths import REPO_ROOT
+
+STACK_FILE = REPO_ROOT / "build" / "stack.json"
+DEMO_DIR = REPO_ROOT / "build" / "demo"
+RUNNER_LOG_TAIL_LINES = 6
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, returncode: int):
+        super().__init__(f"{step} failed (exit {returncode})")
+        self.returncode = returncode
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def run_step(name: str, command: list[str], env: dict[str, str]) -> None:
+    say(f"{name}: {' '.join(command)}")
+    started = time.monotonic()
+    returncode = subprocess.run(command, env=env, cwd=REPO_ROOT).returncode
+    if returncode != 0:
+        raise StepFailed(name, returncode)
+    say(f"{name}: done in {time.monotonic() - started:.1f}s")
+
+
+def endpoint_env() -> dict[str, str]:
+    """The environment the demo's steps talk to AWS with: AWS_ENDPOINT_URL as given, or the
+    embedded emulator `make infra-up` started (recorded in its state file)."""
+    env = dict(os.environ)
+    if not env.get("AWS_ENDPOINT_URL"):
+        state = json.loads(EMULATOR_STATE_FILE.read_text())
+        env["AWS_ENDPOINT_URL"] = state["endpoint"]
+    for name, value in EMULATOR_ENV.items():
+        env.setdefault(name, value)
+    return env
+
+
+def start_runner(function_name: str, env: dict[str, str], log_path: Path, until_idle_s: int):
+    command = [
+        sys.executable,
+        "-m",
+        "esm",
+        "run",
+        "--function-name",
+        function_name,
+        "--until-idle",
+        str(until_idle_s),
+        "--state-dir",
+        str(DEMO_DIR / "esm-state"),
+    ]
+    say(f"runner: {' '.join(command[1:])} (log: {log_path.relative_to(REPO_ROOT)})")
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our Ctrl-C handling stops it, by PID
+        )
+
+
+def stop_runner(runner: subprocess.Popen, log_path: Path) -> None:
+    if runner.poll() is None:
+        say(f"stopping the runner (pid {runner.pid})")
+        stop_pid(runner.pid)
+    runner.wait(timeout=15)
+    # The runner's own lines (the handler's JSON logs are in the file).
+    lines = [x for x in log_path.read_text(errors="replace").splitlines() if x.startswith("[esm]")]
+    say(f"runner exited with {runner.returncode}; its last lines:")
+    for line in lines[-RUNNER_LOG_TAIL_LINES:]:
+        print(f"    {line}", flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=3000, help="events (default 3000)")
+    parser.add_argument("--keys", type=int, default=60, help="keys (default 60)")
+    parser.add_argument("--poison-fraction", type=float, default=0.005)
+    parser.add_argument("--aggregate", action="store_true", help="KPL-aggregate Kinesis records")
+    parser.add_argument(
+        "--timeout", type=int, default=300, help="seconds verify waits for the pipeline"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the stack and emulator up (make infra-down)"
+    )
+    args = parser.parse_args(argv)
+
+    # A SIGTERM (CI cancelling, say) tears down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    make = os.environ.get("MAKE", "make")
+    started = time.monotonic()
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    runner_log = DEMO_DIR / "esm.log"
+    manifest = DEMO_DIR / "manifest.json"
+    runner = None
+    summary = "no summary: the demo stopped before verifying"
+    exit_code = 1
+    try:
+        run_step("infra-up", [make, "--no-print-directory", "infra-up"], dict(os.environ))
+        env = endpoint_env()
+        stack = json.loads(STACK_FILE.read_text())
+        # The runner exits on its own once idle; the margin covers load's start-up.
+        runner = start_runner(stack["function_name"], env, runner_log, until_idle_s=120)
+        load_command = [
+            sys.executable,
+            "scripts/load.py",
+            "--stack",
+            str(STACK_FILE),
+            "--source",
+            "both",
+            "--count",
+            str(args.count),
+            "--keys",
+            str(args.keys),
+            "--poison-fraction",
+            str(args.poison_fraction),
+            "--manifest",
+            str(manifest),
+        ]
+        if args.aggregate:
+            load_command.append("--aggregate")
+        run_step("load", load_command, env)
+        say("verify: waiting for the pipeline to drain")
+        verify = subprocess.run(
+            [
+                sys.executable,
+                "scripts/verify.py",
+                "--stack",
+                str(STACK_FILE),
+                "--manifest",
+                str(manifest),
+                "--timeout",
+                str(args.timeout),
+                "--settle",
+                "30",
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        print(verify.stdout, end="", flush=True)
+        summary = verify.stdout.splitlines()[0] if verify.stdout else "verify printed nothing"
+        exit_code = verify.returncode
+    except StepFailed as exc:
+        say(str(exc))
+        exit_code = exc.returncode or 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        exit_code = 130
+    finally:
+        if runner is not None:
+            stop_runner(runner, runner_log)
+        if args.keep:
+            say("--keep: the stack stays up; `make infra-down` removes it")
+        else:
+            try:
+                run_step(
+                    "infra-down", [make, "--no-print-directory", "infra-down"], dict(os.environ)
+                )
+            except StepFailed as exc:
+                say(f"{exc}: remove what is left with `make infra-down`")
+                exit_code = exit_code or exc.returncode
+        elapsed_s = time.monotonic() - started
+        say(f"{summary}")
+        say(f"{'PASSED' if exit_code == 0 else 'FAILED'} in {elapsed_s:.0f}s")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The embedded AWS emulator: moto's server on 127.0.0.1, a free port, stopped by PID.
+
+moto runs a mapped function in Docker on every write to a Kinesis stream or DynamoDB table
+that has an event source mapping, and after a failed run it empties the table's stream. Our
+ESM runner is the one that invokes, so `serve` switches both hooks off before moto starts;
+mappings created by Terraform can stay in place.
+
+    python scripts/emulator.py start   # prints the endpoint, writes .emulator/state.json
+    python scripts/emulator.py stop    # stops the process recorded there
+    python scripts/emulator.py env     # prints `export AWS_...` lines for a shell
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamline.paths import REPO_ROOT
+
+DEFAULT_STATE_FILE = REPO_ROOT / ".emulator" / "state.json"
+READY_TIMEOUT_S = 30.0
+
+# Credentials and region for talking to an emulator; any non-empty values work there.
+EMULATOR_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(endpoint: str, timeout_s: float = READY_TIMEOUT_S, proc=None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"emulator exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            # It answered: alive. (data.json fails with 500 once a function exists.)
+            return
+        except OSError as exc:
+            last_error = exc
+            time.sleep(0.1)
+    raise TimeoutError(f"emulator at {endpoint} not ready after {timeout_s}s: {last_error}")
+
+
+@dataclass
+class Emulator:
+    """A moto server process that this object started and will stop."""
+
+    port: int
+    pid: int
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int | None = None, log_path: Path | None = None) -> Emulator:
+        port = port or free_port()
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the caller's terminal is ours to handle
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        emulator = cls(port=port, pid=proc.pid, log_path=log_path)
+        try:
+            wait_until_ready(emulator.endpoint, proc=proc)
+        except BaseException:
+            emulator.stop()
+            raise
+        emulator._proc = proc
+        return emulator
+
+    def reset(self) -> None:
+        """Clear every resource (moto's own reset API)."""
+        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        stop_pid(self.pid, timeout_s)
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            proc.wait(timeout=timeout_s)
+
+    def env(self) -> dict[str, str]:
+        return {**EMULATOR_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM the process we started, SIGKILL if it lingers. Never by name."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished == pid:
+                return
+        except ChildProcessError:  # not our child: poll for its exit instead
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def serve(port: int) -> None:
+    """Run moto's server in this process with its own function invocation switched off."""
+    from moto.awslambda.models import LambdaBackend
+
+    def no_invoke(self, *args, **kwargs):
+        return None  # falsy: moto keeps the DynamoDB stream's records
+
+    LambdaBackend.send_kinesis_message = no_invoke
+    LambdaBackend.send_dynamodb_items = no_invoke
+
+    from moto.server import main
+
+    main(["-H", "127.0.0.1", "-p", str(port)])
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    state_file = Path(args.state_file)
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        try:
+            wait_until_ready(state["endpoint"], timeout_s=1)
+            print(state["endpoint"])
+            return 0
+        except (TimeoutError, RuntimeError):
+            state_file.unlink()
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    emulator = Emulator.start(port=args.port, log_path=state_file.parent / "moto.log")
+    state_file.write_text(json.dumps({"pid": emulator.pid, "endpoint": emulator.endpoint}))
+    print(emulator.endpoint)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    state_file = Path(args.state_file)
+    if not state_file.exists():
+        print(f"no emulator recorded in {state_file}", file=sys.stderr)
+        return 0
+    state = json.loads(state_file.read_text())
+    stop_pid(int(state["pid"]))
+    state_file.unlink()
+    print(f"stopped emulator pid {state['pid']} ({state['endpoint']})")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    state = json.loads(Path(args.state_file).read_text())
+    for name, value in {**EMULATOR_ENV, "AWS_ENDPOINT_URL": state["endpoint"]}.items():
+        print(f"export {name}={value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("start", _cmd_start), ("stop", _cmd_stop), ("env", _cmd_env)):
+        p = sub.add_parser(name)
+        p.add_argument("--state-file", default=str(DEFAULT_STATE_FILE))
+        p.set_defaults(func=func)
+    sub.choices["start"].add_argument("--port", type=int, default=None)
+    p = sub.add_parser("serve", help="run moto in the foreground (used by start)")
+    p.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.port)
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
