@@ -3,7 +3,9 @@
 Written by the handler and the ESM runner, read by the runner, replay and verify:
 - the partial batch response Lambda reads (``ReportBatchItemFailures``),
 - the poison message this project parks on SQS,
-- the on-failure record Lambda sends to an ESM's failure destination.
+- the on-failure record Lambda sends to an ESM's failure destination,
+- the replay report a replay-marked event gets back,
+- the demo app's event.
 
 References:
 - https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html
@@ -14,7 +16,9 @@ References:
 from __future__ import annotations
 
 import copy
-from typing import Literal, NotRequired, TypedDict
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
 
 # --- partial batch response -------------------------------------------------------------
 
@@ -154,3 +158,60 @@ class OnFailureRecord(TypedDict):
     timestamp: str
     KinesisBatchInfo: NotRequired[StreamBatchInfo]
     DDBStreamBatchInfo: NotRequired[StreamBatchInfo]
+
+
+# --- the demo app's event ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoEvent:
+    """The demo app's event: n = 1, 2, 3... per key; `poison` marks a deliberate failure.
+
+    On Kinesis it is the record's JSON data `{"key", "n", "payload"[, "poison": true]}`; on the
+    DynamoDB source table it is the item `{pk, n, payload[, poison]}`. Written by load, applied
+    by the demo handler, read back from poison messages by verify and replay.
+    """
+
+    key: str
+    n: int
+    payload: str
+    poison: bool = False
+
+    def body(self) -> dict[str, Any]:
+        """The Kinesis record's data, as JSON fields."""
+        body: dict[str, Any] = {"key": self.key, "n": self.n, "payload": self.payload}
+        if self.poison:
+            body["poison"] = True
+        return body
+
+    def data(self) -> bytes:
+        return json.dumps(self.body(), separators=(",", ":")).encode("utf-8")
+
+    def item(self) -> dict[str, dict]:
+        """The source table's item, in DynamoDB's wire form."""
+        item: dict[str, dict] = {
+            "pk": {"S": self.key},
+            "n": {"N": str(self.n)},
+            "payload": {"S": self.payload},
+        }
+        if self.poison:
+            item["poison"] = {"BOOL": True}
+        return item
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> DemoEvent:
+        """From a Kinesis record's parsed data; KeyError, ValueError or TypeError if it is
+        not a demo event."""
+        return cls(
+            str(body["key"]), int(body["n"]), str(body["payload"]), bool(body.get("poison", False))
+        )
+
+    @classmethod
+    def from_image(cls, image: dict[str, Any]) -> DemoEvent:
+        """From a source table item in plain values (a deserialised NewImage)."""
+        return cls(
+            str(image["pk"]),
+            int(image["n"]),
+            str(image.get("payload", "")),
+            bool(image.get("poison", False)),
+        )

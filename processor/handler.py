@@ -37,6 +37,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from processor.checkpoint import DynamoDBCheckpointStore
+from processor.contracts import DemoEvent
 from processor.ordering import OrderedProcessor
 from processor.poison import SqsPoisonSink
 from processor.records import Record, Source
@@ -55,14 +56,6 @@ class ConfigurationError(Exception):
     """A required environment variable is missing or invalid."""
 
 
-@dataclass(frozen=True)
-class DemoEvent:
-    key: str
-    n: int
-    payload: str
-    poison: bool = False
-
-
 def chain(previous_hex: str, payload: str) -> str:
     """One link of the per-key hash chain (the verifier recomputes the same)."""
     return hashlib.sha256(bytes.fromhex(previous_hex) + payload.encode("utf-8")).hexdigest()
@@ -71,19 +64,10 @@ def chain(previous_hex: str, payload: str) -> str:
 def demo_event(record: Record) -> DemoEvent | None:
     """The event a record carries; None for a DynamoDB REMOVE (nothing to apply)."""
     if record.source is Source.KINESIS:
-        body = record.json()
-        return DemoEvent(
-            str(body["key"]), int(body["n"]), str(body["payload"]), bool(body.get("poison", False))
-        )
+        return DemoEvent.from_body(record.json())
     if record.event_name == "REMOVE" or record.new_image is None:
         return None
-    image = record.new_image
-    return DemoEvent(
-        str(image["pk"]),
-        int(image["n"]),
-        str(image.get("payload", "")),
-        bool(image.get("poison", False)),
-    )
+    return DemoEvent.from_image(record.new_image)
 
 
 @dataclass(frozen=True)
