@@ -236,6 +236,10 @@ def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stu
         assert parked <= 1 or write_faults, record.raw
     for message in map(json.loads, simulation.poison.messages):
         record = next(r for r in stream if r.sequence_number == int(message["sequenceNumber"]))
+        # Parked under its own key, parseable or not: the key its item's other records have.
+        position = (record.sequence_number, message["subSequenceNumber"])
+        owner = next((u.key for u in record.users if u.position == position), record.key)
+        assert message["partitionKey"] == owner, message
         if message["source"] == "dynamodb":
             assert message["dynamodb"] == record.raw["dynamodb"]
         elif record.users and not message.get("truncated"):
