@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from processor.aws import LazyClient
+
 
 @dataclass(frozen=True)
 class ShardCheckpoint:
@@ -22,13 +24,16 @@ class ShardCheckpoint:
     finished: bool = False  # a closed shard read and settled to its end
 
 
-class CheckpointStore(Protocol):
+class ShardCheckpointStore(Protocol):
+    """Where the runner keeps one mapping's shard positions (`processor.checkpoint` keeps
+    the handler's per-key positions, a different thing)."""
+
     def load(self) -> dict[str, ShardCheckpoint]: ...
 
     def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None: ...
 
 
-class FileCheckpointStore:
+class FileShardCheckpoints:
     """Checkpoints of one mapping in one JSON file; each save replaces it atomically
     (write a temporary file, rename it over the old one), so a SIGKILL leaves the old or the
     new checkpoint, never a torn one. ``fsync=True`` also survives a power cut, at ~0.5 ms
@@ -79,23 +84,17 @@ class FileCheckpointStore:
                 raise
 
 
-class DynamoDBCheckpointStore:
+class DynamoDBShardCheckpoints:
     """Checkpoints in a DynamoDB table at the endpoint: hash key ``mapping`` (S), range key
     ``shardId`` (S). Each save is one PutItem, which DynamoDB applies atomically."""
+
+    client = LazyClient("dynamodb")
 
     def __init__(self, table_name: str, mapping_key: str, client=None, session=None) -> None:
         self.table_name = table_name
         self.mapping_key = mapping_key
-        self._client = client
-        self._session = session
-
-    @property
-    def client(self):
-        if self._client is None:
-            import boto3
-
-            self._client = (self._session or boto3.Session()).client("dynamodb")
-        return self._client
+        self.boto3_client = client
+        self.boto3_session = session
 
     def ensure_table(self) -> None:
         """Create the table (on-demand) unless it exists."""

@@ -31,6 +31,7 @@ from esm.settings import (
     load_mappings,
 )
 from esm.shard import Tuning
+from processor.aws import parse_arn
 
 
 def _timestamp(value: str) -> datetime:
@@ -144,7 +145,7 @@ def _function(args, lambda_client) -> FunctionSettings:
         base = load_function(lambda_client, args.function_name)
     else:
         name = args.function_name or "esm-local"
-        region = (args.stream_arn or "arn:aws:kinesis:us-east-1").split(":")[3]
+        region = _region_of(args.stream_arn) if args.stream_arn else "us-east-1"
         base = FunctionSettings(
             name=name,
             arn=f"arn:aws:lambda:{region}:000000000000:function:{name}",
@@ -163,6 +164,13 @@ def _function(args, lambda_client) -> FunctionSettings:
         environment=environment,
         role_arn=base.role_arn,
     )
+
+
+def _region_of(stream_arn: str) -> str:
+    try:
+        return parse_arn(stream_arn).region
+    except ValueError as exc:
+        raise SettingsError(f"--stream-arn: {exc}") from None
 
 
 def _mapping_from_flags(args) -> MappingSettings:

@@ -27,6 +27,7 @@ from esm.rules import (
 from esm.settings import FunctionSettings, MappingSettings
 from esm.sources import StreamRecord, event_payload
 from esm.stats import ShardStats
+from processor.aws import Backoff
 
 log = logging.getLogger("esm")
 
@@ -36,15 +37,6 @@ class _Attempt:
     records: list[StreamRecord]
     retries: int = 0  # retries used by these records (bisect halves start afresh)
     invocations: int = 0
-
-
-@dataclass(frozen=True)
-class Backoff:
-    initial_s: float
-    max_s: float
-
-    def delay_s(self, attempt: int) -> float:
-        return min(self.max_s, self.initial_s * (2 ** min(attempt, 30)))
 
 
 class BatchDelivery:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from esm.sources import StreamRecord
+from processor.aws import LazyClient, parse_arn
 from processor.contracts import (
     OnFailureRecord,
     OnFailureRequestContext,
@@ -60,7 +61,7 @@ def on_failure_record(
 
     ``RecordAgeExceeded`` has no responseContext: those records were not (re)invoked.
     """
-    source = stream_arn.split(":")[2]
+    source = parse_arn(stream_arn).service
     info_key, arrival_ms = _BATCH_INFO[source]
     request_context: OnFailureRequestContext = {
         "requestId": request_id,
@@ -94,27 +95,21 @@ def on_failure_record(
 class SqsDestination:
     """Sends on-failure records to an SQS queue given by its ARN."""
 
+    client = LazyClient("sqs")
+
     def __init__(self, queue_arn: str, client=None, session=None) -> None:
         self.queue_arn = queue_arn
-        self._client = client
-        self._session = session
+        self.boto3_client = client
+        self.boto3_session = session
+        self.region_name = parse_arn(queue_arn).region
         self._queue_url: str | None = None
-
-    @property
-    def client(self):
-        if self._client is None:
-            import boto3
-
-            region = self.queue_arn.split(":")[3]
-            self._client = (self._session or boto3.Session()).client("sqs", region_name=region)
-        return self._client
 
     @property
     def queue_url(self) -> str:
         if self._queue_url is None:
-            _, _, _, _, account, name = self.queue_arn.split(":", 5)
+            arn = parse_arn(self.queue_arn)
             self._queue_url = self.client.get_queue_url(
-                QueueName=name, QueueOwnerAWSAccountId=account
+                QueueName=arn.resource_name, QueueOwnerAWSAccountId=arn.account
             )["QueueUrl"]
         return self._queue_url
 
@@ -126,7 +121,6 @@ def destination_for(arn: str | None, session=None):
     """The destination for an on-failure ARN, by service; None when there is none."""
     if not arn:
         return None
-    service = arn.split(":")[2]
-    if service != "sqs":
+    if parse_arn(arn).service != "sqs":
         raise ValueError(f"on-failure destinations other than SQS are not supported: {arn}")
     return SqsDestination(arn, session=session)

@@ -19,17 +19,19 @@ from typing import TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from esm.checkpoints import CheckpointStore, DynamoDBCheckpointStore, FileCheckpointStore
-from esm.delivery import Backoff, BatchDelivery
+from esm.checkpoints import DynamoDBShardCheckpoints, FileShardCheckpoints, ShardCheckpointStore
+from esm.delivery import BatchDelivery
 from esm.invoker import WorkerPool
 from esm.onfailure import destination_for
 from esm.settings import FunctionSettings, MappingSettings, StartingPosition
 from esm.shard import ShardProcessor, StartPoint, Tuning
 from esm.sources import Shard, source_for
 from esm.stats import ShardStats
+from processor.aws import Backoff
 
 log = logging.getLogger("esm")
 
+# Not streamline.paths.REPO_ROOT: esm imports processor only, never streamline (one-way imports).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".esm-state"
 
@@ -47,7 +49,7 @@ class MappingRunner:
         function: FunctionSettings,
         *,
         pool: WorkerPool,
-        store: CheckpointStore,
+        store: ShardCheckpointStore,
         tuning: Tuning,
         stop: threading.Event,
         session: boto3.Session,
@@ -164,7 +166,11 @@ class MappingRunner:
             invoke=self._pool.invoke,
             destination=self.destination,
             stats=stats,
-            retry_backoff=Backoff(self._tuning.retry_backoff_s, self._tuning.max_retry_backoff_s),
+            retry_backoff=Backoff(
+                base_s=self._tuning.retry_backoff_s,
+                cap_s=self._tuning.max_retry_backoff_s,
+                jitter=False,
+            ),
             stop=self._stop,
             clock=self._clock,
         )
@@ -246,13 +252,13 @@ class Runner:
 
     def _store_for(
         self, mapping: MappingSettings, state_dir: Path | None, checkpoint_table: str | None
-    ) -> CheckpointStore:
+    ) -> ShardCheckpointStore:
         key = f"{self.function.name}-{mapping.state_key}"
         if checkpoint_table:
-            store = DynamoDBCheckpointStore(checkpoint_table, key, session=self.session)
+            store = DynamoDBShardCheckpoints(checkpoint_table, key, session=self.session)
             store.ensure_table()
             return store
-        return FileCheckpointStore(Path(state_dir or DEFAULT_STATE_DIR) / f"{key}.json")
+        return FileShardCheckpoints(Path(state_dir or DEFAULT_STATE_DIR) / f"{key}.json")
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from processor.aws import parse_arn, unqualified_function_arn
+
 log = logging.getLogger("esm")
 
 DEFAULT_BATCH_SIZE = 100
@@ -56,7 +58,7 @@ class FunctionSettings:
 
     @property
     def region(self) -> str:
-        return self.arn.split(":")[3]
+        return parse_arn(self.arn).region
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ class MappingSettings:
     @property
     def source(self) -> str:
         """``kinesis`` or ``dynamodb``: the service of the event source ARN."""
-        return self.event_source_arn.split(":")[2]
+        try:
+            return parse_arn(self.event_source_arn).service
+        except ValueError:
+            raise SettingsError(f"not a stream event source: {self.event_source_arn}") from None
 
     @property
     def state_key(self) -> str:
@@ -150,13 +155,14 @@ def load_mappings(lambda_client, function: FunctionSettings) -> list[MappingSett
     either, and this works on both.
     """
     mappings = []
+    function_arn = unqualified_function_arn(function.arn)
     for page in lambda_client.get_paginator("list_event_source_mappings").paginate():
         for mapping in page["EventSourceMappings"]:
-            if _unqualified(mapping.get("FunctionArn", "")) != _unqualified(function.arn):
+            if _unqualified_or_none(mapping.get("FunctionArn")) != function_arn:
                 continue
             if mapping.get("State", "Enabled") not in ("Enabled", "Enabling", "Creating"):
                 continue
-            if mapping.get("EventSourceArn", "").split(":")[2:3] not in (["kinesis"], ["dynamodb"]):
+            if _service_or_none(mapping.get("EventSourceArn")) not in ("kinesis", "dynamodb"):
                 continue
             for unsupported in ("FilterCriteria", "TumblingWindowInSeconds"):
                 if mapping.get(unsupported):
@@ -169,6 +175,17 @@ def load_mappings(lambda_client, function: FunctionSettings) -> list[MappingSett
     return mappings
 
 
-def _unqualified(function_arn: str) -> str:
-    parts = function_arn.split(":")
-    return ":".join(parts[:7])
+def _unqualified_or_none(function_arn: str | None) -> str | None:
+    """None for a listing item without a usable ARN: not ours to run, nor an error of ours."""
+    try:
+        return unqualified_function_arn(function_arn or "")
+    except ValueError:
+        return None
+
+
+def _service_or_none(arn: str | None) -> str | None:
+    """None for a listing item without a usable ARN: not ours to run, nor an error of ours."""
+    try:
+        return parse_arn(arn or "").service
+    except ValueError:
+        return None

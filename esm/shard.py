@@ -19,12 +19,13 @@ from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from esm.checkpoints import CheckpointStore, ShardCheckpoint
-from esm.delivery import Backoff, BatchDelivery
+from esm.checkpoints import ShardCheckpoint, ShardCheckpointStore
+from esm.delivery import BatchDelivery
 from esm.rules import MAX_PAYLOAD_BYTES, lane_of, take_batch
 from esm.settings import MappingSettings
-from esm.sources import PAYLOAD_OVERHEAD_BYTES, THROTTLING_ERRORS, Shard, StreamRecord
+from esm.sources import PAYLOAD_OVERHEAD_BYTES, Shard, StreamRecord
 from esm.stats import ShardStats
+from processor.aws import THROTTLING_ERRORS, Backoff, error_code, parse_arn
 
 log = logging.getLogger("esm")
 
@@ -63,7 +64,7 @@ class ShardProcessor:
         start: StartPoint,
         mapping: MappingSettings,
         delivery_factory: Callable[[ShardStats], BatchDelivery],
-        store: CheckpointStore,
+        store: ShardCheckpointStore,
         tuning: Tuning,
         stop: threading.Event,
         on_finished: Callable[[str], None],
@@ -73,7 +74,10 @@ class ShardProcessor:
         self.shard = shard
         self.shard_id = shard.shard_id
         self.mapping = mapping
-        self.stats = ShardStats(mapping.event_source_arn.split("/", 1)[-1], shard.shard_id)
+        # The stream as the progress lines name it: what follows the resource type (a
+        # Kinesis stream's name; a DynamoDB stream's table/NAME/stream/LABEL).
+        stream = parse_arn(mapping.event_source_arn).resource.partition("/")[2]
+        self.stats = ShardStats(stream, shard.shard_id)
         self._delivery = delivery_factory(self.stats)
         self._store = store
         self._tuning = tuning
@@ -130,7 +134,11 @@ class ShardProcessor:
 
     def _read(self) -> None:
         iterator = None
-        throttle = Backoff(self._tuning.throttle_backoff_s, self._tuning.max_throttle_backoff_s)
+        throttle = Backoff(
+            base_s=self._tuning.throttle_backoff_s,
+            cap_s=self._tuning.max_throttle_backoff_s,
+            jitter=False,
+        )
         failures = 0
         while not self._stop.is_set():
             with self._cond:
@@ -143,7 +151,7 @@ class ShardProcessor:
                     iterator = self._iterator()
                 result = self.source.read(self.shard_id, iterator, self._read_limit())
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
+                code = error_code(exc)
                 if code in THROTTLING_ERRORS:
                     self.stats.throttled()
                 else:

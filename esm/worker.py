@@ -17,30 +17,26 @@ import importlib
 import json
 import os
 import sys
-import time
 import traceback
 from typing import Any, BinaryIO
 
 from esm.framing import read_frame, write_frame
 
 
-class LambdaContext:
-    """The context object Lambda's Python runtime passes to a handler."""
+def _context(request: dict[str, Any]):
+    """Lambda's context object for one request, named after the function's environment."""
+    from processor.events import LambdaContext  # imported by serve(), after the handler
 
-    def __init__(self, request_id: str, deadline_ms: int) -> None:
-        self.aws_request_id = request_id
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        self.invoked_function_arn = os.environ.get("ESM_FUNCTION_ARN", "")
-        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
-        self.identity = None
-        self.client_context = None
-        self._deadline_ms = deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - int(time.time() * 1000))
+    return LambdaContext(
+        deadline_s=request["deadlineMs"] / 1000,
+        aws_request_id=request["requestId"],
+        function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+        function_version=os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        invoked_function_arn=os.environ.get("ESM_FUNCTION_ARN", ""),
+        memory_limit_in_mb=int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
+        log_group_name=os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
+        log_stream_name=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+    )
 
 
 def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
@@ -65,6 +61,10 @@ def serve(handler_name: str, requests: BinaryIO, replies: BinaryIO) -> None:
     except Exception as exc:  # reported on every invocation, as Lambda does
         handler = None
         init_error = _error(exc, "Runtime.ImportModuleError")
+    # Importing `processor` costs ~0.1 s (its __init__ loads boto3): after the handler, whose
+    # own imports come first as on Lambda (and usually include it), and within init.
+    import processor.events  # noqa: F401
+
     write_frame(replies, b'{"ready": true}')  # init is done: the runner starts the clock now
     while True:
         meta = read_frame(requests)
@@ -75,7 +75,7 @@ def serve(handler_name: str, requests: BinaryIO, replies: BinaryIO) -> None:
         if init_error is not None:
             reply = init_error
         else:
-            context = LambdaContext(request["requestId"], request["deadlineMs"])
+            context = _context(request)
             try:
                 response = handler(json.loads(payload), context)
             except Exception as exc:

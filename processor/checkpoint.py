@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processor.aws import LazyClient, error_code
 from processor.exceptions import (
     CheckpointStoreUnavailable,
     EffectRejectedError,
@@ -214,15 +215,7 @@ class DynamoDBCheckpointStore:
     stats: StoreStats = field(default_factory=StoreStats)
 
     key_attr = "pk"
-
-    @property
-    def client(self) -> Any:
-        if self.boto3_client is None:
-            import boto3
-
-            session = self.boto3_session or boto3.session.Session()
-            self.boto3_client = session.client("dynamodb")
-        return self.boto3_client
+    client = LazyClient("dynamodb")
 
     @staticmethod
     def item_key(key: CheckpointKey) -> str:
@@ -390,13 +383,9 @@ class DynamoDBCheckpointStore:
         try:
             return getattr(self.client, operation)(**kwargs)
         except (ClientError, BotoCoreError) as exc:  # refused, timeouts, credentials too
-            if passthrough and _error_code(exc) == passthrough:
+            if passthrough and error_code(exc) == passthrough:
                 raise
             raise CheckpointStoreUnavailable(f"{operation} on {self.table_name}: {exc}") from exc
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 def _state_from_item(item: dict) -> KeyState:

@@ -36,6 +36,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from processor.aws import LazyClient
 from processor.checkpoint import DynamoDBCheckpointStore
 from processor.contracts import DemoEvent
 from processor.ordering import OrderedProcessor
@@ -170,14 +171,9 @@ class SinkApplier:
     table_name: str
     boto3_client: Any = None
     log: Any = None  # a logging.Logger-like object; default: the handler's Powertools Logger
+    boto3_session: Any = None
 
-    @property
-    def client(self) -> Any:
-        if self.boto3_client is None:
-            import boto3
-
-            self.boto3_client = boto3.client("dynamodb")
-        return self.boto3_client
+    client = LazyClient("dynamodb")
 
     def __call__(self, record: Record) -> list[dict] | None:
         event = demo_event(record)

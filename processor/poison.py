@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processor.aws import LazyClient
 from processor.contracts import POISON_MESSAGE_VERSION, PoisonMessage
 from processor.exceptions import PoisonSinkUnavailable
 from processor.records import BatchItem, Record, Source
@@ -114,14 +115,7 @@ class SqsPoisonSink:
     max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
     sent: int = field(default=0, init=False)
 
-    @property
-    def client(self) -> Any:
-        if self.boto3_client is None:
-            import boto3
-
-            session = self.boto3_session or boto3.session.Session()
-            self.boto3_client = session.client("sqs")
-        return self.boto3_client
+    client = LazyClient("sqs")
 
     def park(self, message: PoisonMessage) -> None:
         attributes = {

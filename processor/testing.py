@@ -7,19 +7,21 @@ https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html (sample event).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
+
+from processor import events
+from processor.events import dynamodb_event_record, kinesis_event_record, wire_attribute_value
 
 KINESIS_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/streamline-test"
 DYNAMODB_ARN = (
     "arn:aws:dynamodb:us-east-1:123456789012:table/streamline-test/stream/2024-01-01T00:00:00.000"
 )
+ROLE_ARN = "arn:aws:iam::123456789012:role/lambda-role"
+FUNCTION_NAME = "streamline-test"
 
 _serializer = TypeSerializer()
 
@@ -36,23 +38,15 @@ def kinesis_record(
         data = json.dumps(data)
     if isinstance(data, str):
         data = data.encode()
-    sequence_number = str(sequence_number)
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": partition_key,
-            "sequenceNumber": sequence_number,
-            "data": base64.b64encode(data).decode(),
-            "approximateArrivalTimestamp": time.time(),
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{sequence_number}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::123456789012:role/lambda-role",
-        "awsRegion": "us-east-1",
-        "eventSourceARN": arn,
-    }
+    return kinesis_event_record(
+        event_source_arn=arn,
+        shard_id=shard_id,
+        partition_key=partition_key,
+        sequence_number=str(sequence_number),
+        data=data,
+        arrival_s=time.time(),
+        invoke_identity_arn=ROLE_ARN,
+    )
 
 
 def dynamodb_record(
@@ -75,53 +69,32 @@ def dynamodb_record(
         stream_record["NewImage"] = _attribute_map(new_image)
     if old_image is not None:
         stream_record["OldImage"] = _attribute_map(old_image)
-    return {
-        "eventID": uuid.uuid4().hex,
-        "eventName": event_name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": stream_record,
-        "eventSourceARN": arn,
-    }
+    return dynamodb_event_record(
+        event_source_arn=arn, stream_record=stream_record, event_name=event_name
+    )
 
 
 def _attribute_map(values: dict) -> dict:
-    return {name: _wire(_serializer.serialize(value)) for name, value in values.items()}
-
-
-def _wire(value: dict) -> dict:
-    """An attribute value as Lambda's JSON event carries it: B and BS members in base64."""
-    ((tag, inner),) = value.items()
-    if tag == "B":
-        return {"B": base64.b64encode(inner).decode()}
-    if tag == "BS":
-        return {"BS": [base64.b64encode(v).decode() for v in inner]}
-    if tag == "M":
-        return {"M": {k: _wire(v) for k, v in inner.items()}}
-    if tag == "L":
-        return {"L": [_wire(v) for v in inner]}
-    return value
+    """Python values as the attribute values of Lambda's JSON event."""
+    return {name: wire_attribute_value(_serializer.serialize(v)) for name, v in values.items()}
 
 
 def event(*records: dict) -> dict:
     return {"Records": list(records)}
 
 
-@dataclass
-class LambdaContext:
-    """The parts of Lambda's context object the processor reads, with a real clock."""
+def lambda_context(timeout_ms: int = 3000, **fields: Any) -> events.LambdaContext:
+    """Lambda's context object for an invocation that starts now and may run `timeout_ms`;
+    `fields` override the test function's name, ARN, request id and so on."""
+    defaults: dict[str, Any] = {
+        "function_name": FUNCTION_NAME,
+        "invoked_function_arn": f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION_NAME}",
+    }
+    return events.LambdaContext.with_timeout(timeout_ms / 1000, **(defaults | fields))
 
-    timeout_ms: int = 3000
-    function_name: str = "streamline-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 128
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:streamline-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _started: float = field(default_factory=time.monotonic)
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.timeout_ms - (time.monotonic() - self._started) * 1000))
+# The builder's name when it was a class of its own; tests elsewhere call it so.
+LambdaContext = lambda_context
 
 
 def kpl_aggregate(user_records: list[tuple[str, bytes]]) -> bytes:

@@ -100,7 +100,7 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=3000, help="events (default 3000)")
     parser.add_argument("--keys", type=int, default=60, help="keys (default 60)")
@@ -112,8 +112,80 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="leave the stack and emulator up (make infra-down)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def infra_up(make: str) -> tuple[dict[str, str], dict]:
+    """Phase 1: the stack up; returns the steps' environment and build/stack.json."""
+    run_step("infra-up", [make, "--no-print-directory", "infra-up"], dict(os.environ))
+    return endpoint_env(), json.loads(STACK_FILE.read_text())
+
+
+def load(args: argparse.Namespace, env: dict[str, str], manifest: Path) -> None:
+    """Phase 3: the events onto the stream and the table, recorded in `manifest`."""
+    command = [
+        sys.executable,
+        "scripts/load.py",
+        "--stack",
+        str(STACK_FILE),
+        "--source",
+        "both",
+        "--count",
+        str(args.count),
+        "--keys",
+        str(args.keys),
+        "--poison-fraction",
+        str(args.poison_fraction),
+        "--manifest",
+        str(manifest),
+    ]
+    if args.aggregate:
+        command.append("--aggregate")
+    run_step("load", command, env)
+
+
+def verify(args: argparse.Namespace, env: dict[str, str], manifest: Path) -> tuple[str, int]:
+    """Phase 4: verify.py's report printed; returns its summary line and exit code."""
+    say("verify: waiting for the pipeline to drain")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/verify.py",
+            "--stack",
+            str(STACK_FILE),
+            "--manifest",
+            str(manifest),
+            "--timeout",
+            str(args.timeout),
+            "--settle",
+            "30",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    print(result.stdout, end="", flush=True)
+    summary = result.stdout.splitlines()[0] if result.stdout else "verify printed nothing"
+    return summary, result.returncode
+
+
+def infra_down(make: str, keep: bool, exit_code: int) -> int:
+    """Phase 5: the stack down unless `keep`; returns the demo's exit code, a failed teardown
+    counted when nothing failed before it."""
+    if keep:
+        say("--keep: the stack stays up; `make infra-down` removes it")
+        return exit_code
+    try:
+        run_step("infra-down", [make, "--no-print-directory", "infra-down"], dict(os.environ))
+    except StepFailed as exc:
+        say(f"{exc}: remove what is left with `make infra-down`")
+        return exit_code or exc.returncode
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     # A SIGTERM (CI cancelling, say) tears down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     make = os.environ.get("MAKE", "make")
@@ -125,52 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = "no summary: the demo stopped before verifying"
     exit_code = 1
     try:
-        run_step("infra-up", [make, "--no-print-directory", "infra-up"], dict(os.environ))
-        env = endpoint_env()
-        stack = json.loads(STACK_FILE.read_text())
-        # The runner exits on its own once idle; the margin covers load's start-up.
+        env, stack = infra_up(make)
+        # Phase 2. The runner exits on its own once idle; the margin covers load's start-up.
         runner = start_runner(stack["function_name"], env, runner_log, until_idle_s=120)
-        load_command = [
-            sys.executable,
-            "scripts/load.py",
-            "--stack",
-            str(STACK_FILE),
-            "--source",
-            "both",
-            "--count",
-            str(args.count),
-            "--keys",
-            str(args.keys),
-            "--poison-fraction",
-            str(args.poison_fraction),
-            "--manifest",
-            str(manifest),
-        ]
-        if args.aggregate:
-            load_command.append("--aggregate")
-        run_step("load", load_command, env)
-        say("verify: waiting for the pipeline to drain")
-        verify = subprocess.run(
-            [
-                sys.executable,
-                "scripts/verify.py",
-                "--stack",
-                str(STACK_FILE),
-                "--manifest",
-                str(manifest),
-                "--timeout",
-                str(args.timeout),
-                "--settle",
-                "30",
-            ],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        print(verify.stdout, end="", flush=True)
-        summary = verify.stdout.splitlines()[0] if verify.stdout else "verify printed nothing"
-        exit_code = verify.returncode
+        load(args, env, manifest)
+        summary, exit_code = verify(args, env, manifest)
     except StepFailed as exc:
         say(str(exc))
         exit_code = exc.returncode or 1
@@ -180,19 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if runner is not None:
             stop_runner(runner, runner_log)
-        if args.keep:
-            say("--keep: the stack stays up; `make infra-down` removes it")
-        else:
-            try:
-                run_step(
-                    "infra-down", [make, "--no-print-directory", "infra-down"], dict(os.environ)
-                )
-            except StepFailed as exc:
-                say(f"{exc}: remove what is left with `make infra-down`")
-                exit_code = exit_code or exc.returncode
-        elapsed_s = time.monotonic() - started
+        exit_code = infra_down(make, args.keep, exit_code)
         say(f"{summary}")
-        say(f"{'PASSED' if exit_code == 0 else 'FAILED'} in {elapsed_s:.0f}s")
+        say(f"{'PASSED' if exit_code == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s")
     return exit_code
 
 

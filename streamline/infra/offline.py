@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -226,113 +226,171 @@ def _deferred_for(resource_type: str) -> dict[str, Deferred]:
     return {d.argument: d for d in DEFERRED if d.resource_type == resource_type}
 
 
+@dataclass
+class _FileEdits:
+    """One file's transform in progress: its lines, the edits to make, what to post-apply."""
+
+    filename: str
+    lines: list[str]
+    edits: list[tuple[int, int, list[str]]] = field(default_factory=list)
+    post_applies: list[PostApply] = field(default_factory=list)
+
+    def replace(self, first: int, last: int, new_lines: list[str]) -> None:
+        """Lines first..last (inclusive) become `new_lines`; last = first - 1 inserts them
+        before line `first`."""
+        self.edits.append((first, last, new_lines))
+
+    def text(self) -> str:
+        lines = list(self.lines)
+        # Later edits first, so earlier line numbers stay valid; an insertion (last = first - 1)
+        # at a line sorts after a replacement of that same line.
+        for first, last, new_lines in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
+            lines[first : last + 1] = new_lines
+        return "\n".join(lines) + "\n"
+
+
+def _pin_provider_version(block: Block, file: _FileEdits) -> None:
+    """`terraform { required_providers { aws = {...} } }`: 3.39 as the version."""
+    for child in block.blocks:
+        if child.type != "required_providers" or "aws" not in child.attributes:
+            continue
+        attr = child.attributes["aws"]
+        old = "\n".join(file.lines[attr.first : attr.last + 1])
+        new, count = re.subn(r'(version\s*=\s*)"[^"]*"', rf'\g<1>"{PROVIDER_VERSION}"', old)
+        if count != 1:
+            raise TransformError(f"{file.filename}: aws provider without one version")
+        file.replace(attr.first, attr.last, new.splitlines())
+
+
+def _adapt_provider(block: Block, file: _FileEdits) -> None:
+    """`provider "aws"`: the offline arguments after its header, endpoints as 3.39 names them."""
+    inner = block.indent + "  "
+    extra = [f"{inner}{name} = {value}" for name, value in PROVIDER_EXTRA_ARGUMENTS.items()]
+    file.replace(block.first + 1, block.first, extra)  # insert after the header
+    for child in block.blocks:
+        if child.type != "endpoints":
+            continue
+        for name, attr in child.attributes.items():
+            if name in ENDPOINT_RENAMES:
+                renamed = file.lines[attr.first].replace(name, ENDPOINT_RENAMES[name], 1)
+                file.replace(attr.first, attr.first, [renamed])
+
+
+def _adapt_resource(block: Block, file: _FileEdits) -> None:
+    """`resource`: what 3.39 lacks taken out, a lifecycle that says so, a post-apply step that
+    sets the real values."""
+    if len(block.labels) != 3:
+        return
+    preconditions = _drop_blocks(block, file)
+    settings, ignored = _defer_arguments(block, file)
+    if ignored or preconditions:
+        _add_lifecycle(block, file, ignored, preconditions)
+    if settings:
+        file.post_applies.append(_post_apply(block, file.filename, settings))
+
+
+def _drop_blocks(block: Block, file: _FileEdits) -> list[tuple[str, str]]:
+    """Take out the nested blocks 3.39 lacks; returns a precondition (condition, error message)
+    for each, which holds when the copy builds what the real configuration says."""
+    resource_type, resource_name = block.labels[1:]
+    dropped = {d.block: d for d in DROPPED if d.resource_type == resource_type}
+    preconditions: list[tuple[str, str]] = []
+    for child in block.blocks:
+        rule = dropped.get(child.type)
+        if rule is None:
+            continue
+        if rule.attribute not in child.attributes:
+            raise TransformError(
+                f"{file.filename}: {resource_type}.{resource_name}: {child.type}"
+                f" without {rule.attribute}"
+            )
+        value = child.attributes[rule.attribute].expression(file.lines)
+        preconditions.append(
+            (
+                f"{value} == {rule.only_value}",
+                f"The offline copy (AWS provider {PROVIDER_VERSION}) supports"
+                f" {rule.attribute} = {rule.only_value} only; apply the real"
+                " configuration with the current provider for anything else.",
+            )
+        )
+        file.replace(child.first, child.last, [])
+    return preconditions
+
+
+def _defer_arguments(block: Block, file: _FileEdits) -> tuple[dict[str, str], list[str]]:
+    """Take out the arguments 3.39 rejects, or put in their placeholder; returns their settings
+    (API parameter -> the real expression) and the arguments left as placeholders."""
+    deferred = _deferred_for(block.labels[1])
+    settings: dict[str, str] = {}
+    ignored: list[str] = []
+    for name, attr in block.attributes.items():
+        rule = deferred.get(name)
+        if rule is None:
+            continue
+        settings[rule.api_parameter] = attr.expression(file.lines)
+        if rule.placeholder is None:
+            file.replace(attr.first, attr.last, [])
+        else:
+            file.replace(attr.first, attr.last, [f"{attr.indent}{name} = {rule.placeholder}"])
+            ignored.append(name)
+    return settings, ignored
+
+
+def _add_lifecycle(
+    block: Block, file: _FileEdits, ignored: list[str], preconditions: list[tuple[str, str]]
+) -> None:
+    """A lifecycle block before the resource's closing brace: placeholders ignored on refresh,
+    preconditions checked at plan time."""
+    resource_type, resource_name = block.labels[1:]
+    if any(child.type == "lifecycle" for child in block.blocks):
+        raise TransformError(
+            f"{file.filename}: {resource_type}.{resource_name} has a lifecycle block;"
+            " the transform adds its own"
+        )
+    inner = block.indent + "  "
+    lifecycle = ["", f"{inner}# Added by the offline transform (provider 3.39)."]
+    lifecycle.append(f"{inner}lifecycle {{")
+    if ignored:
+        lifecycle.append(f"{inner}  # Set by {GENERATED_FILE} after apply.")
+        lifecycle.append(f"{inner}  ignore_changes = [{', '.join(ignored)}]")
+    for condition, message in preconditions:
+        lifecycle += [
+            f"{inner}  precondition {{",
+            f"{inner}    condition     = {condition}",
+            f"{inner}    error_message = {json.dumps(message)}",
+            f"{inner}  }}",
+        ]
+    lifecycle.append(f"{inner}}}")
+    file.replace(block.last, block.last - 1, lifecycle)  # before the closing brace
+
+
+def _post_apply(block: Block, filename: str, settings: dict[str, str]) -> PostApply:
+    resource_type, resource_name = block.labels[1:]
+    if resource_type not in POST_APPLY_TARGETS:
+        raise TransformError(f"{filename}: no post-apply target for {resource_type}")
+    if "count" in block.attributes:
+        raise TransformError(f"{filename}: {resource_type} with count is unsupported")
+    return PostApply(
+        resource_type, resource_name, for_each="for_each" in block.attributes, settings=settings
+    )
+
+
+# The edit for each kind of top-level block, by its labels: `provider "aws"` by both, the
+# others by their type. Blocks of any other kind are copied as they are.
+BLOCK_EDITS: dict[tuple[str, ...], Callable[[Block, _FileEdits], None]] = {
+    ("terraform",): _pin_provider_version,
+    ("provider", "aws"): _adapt_provider,
+    ("resource",): _adapt_resource,
+}
+
+
 def _transform_file(text: str, filename: str) -> tuple[str, list[PostApply]]:
-    lines = text.splitlines()
-    edits: list[tuple[int, int, list[str]]] = []  # (first, last inclusive, replacement)
-    post_applies: list[PostApply] = []
-
-    def replace(first: int, last: int, new_lines: list[str]) -> None:
-        edits.append((first, last, new_lines))
-
+    file = _FileEdits(filename, text.splitlines())
     for block in parse(text, filename):
-        if block.type == "terraform":
-            for child in block.blocks:
-                if child.type == "required_providers" and "aws" in child.attributes:
-                    attr = child.attributes["aws"]
-                    old = "\n".join(lines[attr.first : attr.last + 1])
-                    new, count = re.subn(
-                        r'(version\s*=\s*)"[^"]*"', rf'\g<1>"{PROVIDER_VERSION}"', old
-                    )
-                    if count != 1:
-                        raise TransformError(f"{filename}: aws provider without one version")
-                    replace(attr.first, attr.last, new.splitlines())
-        elif block.labels[:2] == ("provider", "aws"):
-            inner = block.indent + "  "
-            extra = [f"{inner}{name} = {value}" for name, value in PROVIDER_EXTRA_ARGUMENTS.items()]
-            replace(block.first + 1, block.first, extra)  # insert after the header
-            for child in block.blocks:
-                if child.type != "endpoints":
-                    continue
-                for name, attr in child.attributes.items():
-                    if name in ENDPOINT_RENAMES:
-                        line = lines[attr.first]
-                        renamed = line.replace(name, ENDPOINT_RENAMES[name], 1)
-                        replace(attr.first, attr.first, [renamed])
-        elif block.type == "resource" and len(block.labels) == 3:
-            resource_type, resource_name = block.labels[1], block.labels[2]
-            ignored: list[str] = []
-            preconditions: list[tuple[str, str]] = []  # (condition, error message)
-            dropped = {d.block: d for d in DROPPED if d.resource_type == resource_type}
-            for child in block.blocks:
-                if child.type in dropped:
-                    rule = dropped[child.type]
-                    if rule.attribute not in child.attributes:
-                        raise TransformError(
-                            f"{filename}: {resource_type}.{resource_name}: {child.type}"
-                            f" without {rule.attribute}"
-                        )
-                    value = child.attributes[rule.attribute].expression(lines)
-                    preconditions.append(
-                        (
-                            f"{value} == {rule.only_value}",
-                            f"The offline copy (AWS provider {PROVIDER_VERSION}) supports"
-                            f" {rule.attribute} = {rule.only_value} only; apply the real"
-                            " configuration with the current provider for anything else.",
-                        )
-                    )
-                    replace(child.first, child.last, [])
-            deferred = _deferred_for(resource_type)
-            settings: dict[str, str] = {}
-            for name, attr in block.attributes.items():
-                if name not in deferred:
-                    continue
-                settings[deferred[name].api_parameter] = attr.expression(lines)
-                placeholder = deferred[name].placeholder
-                if placeholder is None:
-                    replace(attr.first, attr.last, [])
-                else:
-                    replace(attr.first, attr.last, [f"{attr.indent}{name} = {placeholder}"])
-                    ignored.append(name)
-            if ignored or preconditions:
-                if any(child.type == "lifecycle" for child in block.blocks):
-                    raise TransformError(
-                        f"{filename}: {resource_type}.{resource_name} has a lifecycle block;"
-                        " the transform adds its own"
-                    )
-                inner = block.indent + "  "
-                lifecycle = ["", f"{inner}# Added by the offline transform (provider 3.39)."]
-                lifecycle.append(f"{inner}lifecycle {{")
-                if ignored:
-                    lifecycle.append(f"{inner}  # Set by {GENERATED_FILE} after apply.")
-                    lifecycle.append(f"{inner}  ignore_changes = [{', '.join(ignored)}]")
-                for condition, message in preconditions:
-                    lifecycle += [
-                        f"{inner}  precondition {{",
-                        f"{inner}    condition     = {condition}",
-                        f"{inner}    error_message = {json.dumps(message)}",
-                        f"{inner}  }}",
-                    ]
-                lifecycle.append(f"{inner}}}")
-                replace(block.last, block.last - 1, lifecycle)  # before the closing brace
-            if settings:
-                if resource_type not in POST_APPLY_TARGETS:
-                    raise TransformError(f"{filename}: no post-apply target for {resource_type}")
-                if "count" in block.attributes:
-                    raise TransformError(f"{filename}: {resource_type} with count is unsupported")
-                post_applies.append(
-                    PostApply(
-                        resource_type,
-                        resource_name,
-                        for_each="for_each" in block.attributes,
-                        settings=settings,
-                    )
-                )
-
-    # Later edits first, so earlier line numbers stay valid; an insertion (last = first - 1)
-    # at a line sorts after a replacement of that same line.
-    for first, last, new_lines in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
-        lines[first : last + 1] = new_lines
-    return "\n".join(lines) + "\n", post_applies
+        edit = BLOCK_EDITS.get(block.labels[:2]) or BLOCK_EDITS.get(block.labels[:1])
+        if edit is not None:
+            edit(block, file)
+    return file.text(), file.post_applies
 
 
 def render_post_apply(post_applies: list[PostApply], python: str, script: str) -> str:

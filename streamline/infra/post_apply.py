@@ -22,6 +22,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from processor.aws import error_code
+
 Settings = dict[str, Any]
 
 
@@ -33,7 +35,7 @@ def update_event_source_mapping(client, uuid: str, settings: Settings) -> None:
             client.update_event_source_mapping(UUID=uuid, **settings)
             return
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
+            if error_code(exc) != "ResourceInUseException":
                 raise
             time.sleep(2)
     raise TimeoutError(f"event source mapping {uuid} stayed in use")

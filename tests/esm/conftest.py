@@ -23,9 +23,9 @@ import pytest
 from esm import FunctionSettings, MappingSettings, Runner, Summary, Tuning
 from esm.settings import load_function
 from streamline.emulator import free_port, stop_pid
+from streamline.paths import REPO_ROOT
 
-CODE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = CODE_DIR.parent.parent
+CODE_DIR = REPO_ROOT / "tests" / "esm"  # the handlers' code directory (esm_handlers.py)
 KINESALITE_SOURCE = REPO_ROOT / "tools" / "kinesalite"  # package.json + lock, committed
 KINESALITE_DIR = REPO_ROOT / ".tools" / "kinesalite"  # installed here (gitignored)
 
@@ -39,6 +39,8 @@ FAST = Tuning(
     shard_refresh_s=0.2,
     progress_interval_s=0,
 )
+# The same pacing as `python -m esm run` flags.
+FAST_FLAGS = ["--poll-interval", "0.02", "--retry-backoff", "0", "--shard-refresh", "0.2"]
 
 
 def _zip_of(text: str) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from conftest import mapping
 
 from esm.onfailure import iso_utc
+from processor.aws import parse_arn
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_dynamodb_event_has_lambdas_shape(harness, table):
         "eventName": "INSERT",
         "eventVersion": raw[0]["eventVersion"],
         "eventSource": "aws:dynamodb",
-        "awsRegion": stream_arn.split(":")[3],
+        "awsRegion": parse_arn(stream_arn).region,
         "dynamodb": {
             "Keys": {"pk": {"S": "a"}},
             "NewImage": {

@@ -10,6 +10,7 @@ import pytest
 
 from esm.settings import FunctionSettings
 from esm.sources import KinesisSource, _epoch_or_parsed, event_payload
+from processor.events import kinesis_event_record
 
 FUNCTION = FunctionSettings(
     name="f",
@@ -63,6 +64,44 @@ def test_kinesis_event_record_matches_the_documented_shape(partition_key):
         ]
     }
     assert record.position == 49590338271490256608559692538361571095921575989136588898
+
+
+@pytest.mark.parametrize(
+    "encryption_type",
+    [
+        pytest.param(None, id="plain"),
+        pytest.param("NONE", id="plain-said-so"),
+        pytest.param("KMS", id="encrypted"),
+    ],
+)
+@pytest.mark.parametrize(
+    "partition_key", [pytest.param("k", id="ascii"), pytest.param('q"\\ké🙂', id="escapes")]
+)
+def test_fast_event_json_is_the_shared_kinesis_event_record(encryption_type, partition_key):
+    # The runner writes a Kinesis record's JSON by hand, for speed: it must say exactly what
+    # the one definition of the record (processor.events) says.
+    source = KinesisSource(STREAM_ARN, FUNCTION, client=None)
+    record = {
+        "SequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+        "ApproximateArrivalTimestamp": 1545084650.987,
+        "Data": b"\x00binary\xffdata",
+        "PartitionKey": partition_key,
+    }
+    if encryption_type is not None:
+        record["EncryptionType"] = encryption_type
+
+    fast = source._event_json("shardId-000000000006", record, 1545084650.987)
+
+    assert json.loads(fast) == kinesis_event_record(
+        event_source_arn=STREAM_ARN,
+        shard_id="shardId-000000000006",
+        partition_key=partition_key,
+        sequence_number="49590338271490256608559692538361571095921575989136588898",
+        data=b"\x00binary\xffdata",
+        arrival_s=1545084650.987,
+        invoke_identity_arn=FUNCTION.role_arn,
+        encryption_type=encryption_type,
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,13 @@ import time
 from datetime import UTC, datetime
 
 from botocore.awsrequest import AWSResponse
-from conftest import CODE_DIR, FAST, REPO_ROOT, mapping
+from conftest import CODE_DIR, FAST, FAST_FLAGS, REPO_ROOT, mapping
 
 from esm import StartingPosition
 from esm.onfailure import iso_utc
 from esm.rules import lane_of
 from esm.settings import load_mappings
+from processor.aws import parse_arn
 
 
 def _run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
@@ -35,9 +36,6 @@ def _run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
         timeout=timeout_s,
         env=dict(os.environ),
     )
-
-
-FAST_FLAGS = ["--poll-interval", "0.02", "--retry-backoff", "0", "--shard-refresh", "0.2"]
 
 
 def test_runs_the_functions_mappings_from_the_lambda_api(harness):
@@ -103,7 +101,7 @@ def test_kinesis_event_has_lambdas_shape(harness):
         "eventID": f"{shard_id}:{sequence_number}",
         "eventName": "aws:kinesis:record",
         "invokeIdentityArn": harness.role_arn,
-        "awsRegion": arn.split(":")[3],
+        "awsRegion": parse_arn(arn).region,
         "eventSourceARN": arn,
     }
 

@@ -9,9 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import CODE_DIR, REPO_ROOT
-
-FAST_FLAGS = ["--poll-interval", "0.02", "--retry-backoff", "0", "--shard-refresh", "0.2"]
+from conftest import CODE_DIR, FAST_FLAGS, REPO_ROOT
 
 
 def _cli(harness, function_name: str, *extra: str) -> list[str]:

@@ -15,8 +15,8 @@ import hcl2
 import pytest
 
 from streamline.infra import offline
+from streamline.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
 MIRROR_DIR = REPO_ROOT / "build" / "terraform-mirror"
 

@@ -4,11 +4,12 @@ checks of it and of the generated offline copy. No server needed."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REAL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
+from streamline.paths import REPO_ROOT
+
+REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
 
 # Every argument an ordered-processing mapping must set explicitly (README, Infrastructure).
 MAPPING_ARGUMENTS = (

@@ -7,8 +7,7 @@ import zipfile
 from pathlib import Path
 
 from streamline.infra import lambda_zip
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from streamline.paths import REPO_ROOT
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

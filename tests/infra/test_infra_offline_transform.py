@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import hcl2
 import pytest
 
 from streamline.infra import offline
 from streamline.infra.offline import GENERATED_FILE, TransformError, transform
+from streamline.paths import REPO_ROOT
 
-REAL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
+REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
 
 VERSIONS = """\
 terraform {

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from processor.aws import parse_arn
 from streamline.infra import lambda_zip as infra_lambda_zip
 from streamline.infra import stack as infra_stack
+from streamline.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Non-default values for every tunable the tests can observe.
 SETTINGS = {
@@ -96,8 +96,8 @@ def clients(aws_session):
 
 
 def _account_region(function_arn: str) -> tuple[str, str]:
-    parts = function_arn.split(":")
-    return parts[4], parts[3]
+    arn = parse_arn(function_arn)
+    return arn.account, arn.region
 
 
 # --- outputs ----------------------------------------------------------------------------------

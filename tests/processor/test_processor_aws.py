@@ -22,7 +22,7 @@ from processor.exceptions import (
     StaleCheckpointError,
 )
 from processor.poison import MemoryPoisonSink, SqsPoisonSink
-from processor.testing import KINESIS_ARN, LambdaContext, event, kinesis_record
+from processor.testing import KINESIS_ARN, event, kinesis_record, lambda_context
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +124,8 @@ def test_redelivery_applies_nothing_twice(store):
     )
     batch = event(*[kinesis_record(f"k{i % 3}", i + 1, b"{}") for i in range(9)])
 
-    processor.process(batch, LambdaContext())
-    processor.process(batch, LambdaContext())  # redelivered, as after a timeout
+    processor.process(batch, lambda_context())
+    processor.process(batch, lambda_context())  # redelivered, as after a timeout
 
     assert applied == [str(i + 1) for i in range(9)]
     assert store.stats.writes == 3  # one per key, first time only (nothing new the second)
@@ -267,7 +267,7 @@ def test_demo_handler_applies_each_event_once_in_order_and_parks_poison(
     events.insert(1, {"key": "k1", "n": 99, "payload": "bad", "poison": True})
     batch = event(*[kinesis_record("k1", i + 1, e) for i, e in enumerate(events)])
 
-    responses = [demo.handler(batch, LambdaContext()) for _ in range(3)]
+    responses = [demo.handler(batch, lambda_context()) for _ in range(3)]
 
     assert responses[0] == {"batchItemFailures": [{"itemIdentifier": "2"}]}
     assert responses[1:] == [{"batchItemFailures": []}] * 2

@@ -14,11 +14,11 @@ from processor.ordering import default_safety_margin_ms
 from processor.poison import MemoryPoisonSink
 from processor.testing import (
     KINESIS_ARN,
-    LambdaContext,
     dynamodb_record,
     event,
     kinesis_record,
     kpl_aggregate,
+    lambda_context,
 )
 
 SHARD = "shardId-000000000000"
@@ -194,7 +194,7 @@ def test_time_budget_stops_taking_records_and_reports_the_first_unprocessed():
         time.sleep(0.05)
 
     processor = make(slow, safety_margin_ms=100)
-    context = LambdaContext(timeout_ms=300)
+    context = lambda_context(timeout_ms=300)
     batch = event(*[rec(f"k{i}", i + 1, 1) for i in range(20)])
 
     started = time.monotonic()
