@@ -37,3 +37,10 @@ def interrupts_raised() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def interruption(exc: Interrupted | KeyboardInterrupt) -> tuple[str, int]:
+    """The signal's name and the exit status a tool ends with, for an Interrupted or a
+    KeyboardInterrupt (SIGINT): 128 + the signal's number, as a shell reports it."""
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    return signal.Signals(signum).name, 128 + signum

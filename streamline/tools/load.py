@@ -22,11 +22,10 @@ https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
-import json
 import math
 import random
-import signal
 import string
 import sys
 import threading
@@ -35,14 +34,18 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from streamline.tools.interrupts import Interrupted, interrupts_raised
+from processor.aws import Backoff, error_code, is_throttling
+from processor.contracts import DemoEvent
+from processor.records import Source
+from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
 from streamline.tools.manifest import (
+    KEY_PREFIXES,
     MANIFEST_VERSION,
     RUN_ID_PATTERN,
     Manifest,
@@ -72,27 +75,8 @@ DEFAULT_MAX_ATTEMPTS = 20
 MAX_PAYLOAD_SIZE = 100_000
 
 # Per-entry PutRecords errors worth re-sending; anything else (KMS access, say) is fatal.
+# Whole-request errors worth retrying are processor.aws.THROTTLING_ERRORS.
 RETRYABLE_ENTRY_ERRORS = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
-# Whole-request errors that mean "slow down" rather than "you are wrong".
-THROTTLING_ERRORS = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "LimitExceededException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-    }
-)
-
-
-class Source(StrEnum):
-    KINESIS = "kinesis"
-    DYNAMODB = "dynamodb"
-
-
-KEY_PREFIX = {Source.KINESIS: "k-", Source.DYNAMODB: "d-"}
 
 
 class ExitCode(IntEnum):
@@ -118,7 +102,8 @@ class CannotStart(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """One demo event; `index` is its place in the manifest."""
+    """One demo event (`processor.contracts.DemoEvent`) on its way to `source`; `index` is its
+    place in the manifest."""
 
     index: int
     source: Source
@@ -127,24 +112,18 @@ class Event:
     payload: str
     poison: bool = False
 
+    @property
+    def demo(self) -> DemoEvent:
+        return DemoEvent(self.key, self.n, self.payload, self.poison)
+
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": self.key, "n": self.n, "payload": self.payload}
-        if self.poison:
-            body["poison"] = True
-        return body
+        return self.demo.body()
 
     def data(self) -> bytes:
-        return json.dumps(self.body(), separators=(",", ":")).encode("utf-8")
+        return self.demo.data()
 
     def item(self) -> dict[str, dict]:
-        item: dict[str, dict] = {
-            "pk": {"S": self.key},
-            "n": {"N": str(self.n)},
-            "payload": {"S": self.payload},
-        }
-        if self.poison:
-            item["poison"] = {"BOOL": True}
-        return item
+        return self.demo.item()
 
 
 def generate_events(
@@ -174,7 +153,7 @@ def generate_events(
         source_count = count // len(sources) + (1 if position < count % len(sources) else 0)
         width = max(4, len(str(source_keys)))
         if run_id is None:
-            names = [f"{KEY_PREFIX[source]}{i + 1:0{width}d}" for i in range(source_keys)]
+            names = [f"{KEY_PREFIXES[source]}{i + 1:0{width}d}" for i in range(source_keys)]
         else:
             names = [run_key(source, run_id, i + 1, width) for i in range(source_keys)]
         for i in range(source_count):
@@ -209,18 +188,6 @@ class ResendExhausted(RuntimeError):
 
 
 @dataclass
-class Backoff:
-    """Exponential backoff with full jitter (the AWS Architecture Blog's recommendation)."""
-
-    base_s: float = 0.05
-    cap_s: float = 2.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay_s(self, attempt: int) -> float:
-        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
-
-
-@dataclass
 class ResendStats:
     calls: int = 0
     resent: int = 0
@@ -232,8 +199,25 @@ class ResendStats:
         self.throttled += other.throttled
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
+def _try_request(
+    send: Callable[[], dict],
+    attempt: int,
+    backoff: Backoff,
+    sleep: Callable[[float], None],
+    stats: ResendStats,
+) -> tuple[dict | None, list[str]]:
+    """One try of a whole request, after a backoff unless it is the first: its response, or
+    None and the error code when the request as a whole was throttled (anything else raises)."""
+    if attempt:
+        sleep(backoff.delay_s(attempt))
+    stats.calls += 1
+    try:
+        return send(), []
+    except ClientError as exc:
+        if not is_throttling(exc):
+            raise
+        stats.throttled += 1
+        return None, [error_code(exc)]
 
 
 def put_records_resending_failures(
@@ -259,19 +243,13 @@ def put_records_resending_failures(
     pending = list(range(len(entries)))
     errors: list[str] = []
     for attempt in range(max_attempts):
-        if attempt:
-            sleep(backoff.delay_s(attempt))
-        stats.calls += 1
-        try:
-            response = client.put_records(Records=[entries[i] for i in pending], **target)
-        except ClientError as exc:
-            if _error_code(exc) not in THROTTLING_ERRORS:
-                raise
-            stats.throttled += 1
-            errors = [_error_code(exc)]
+        send = functools.partial(
+            client.put_records, Records=[entries[i] for i in pending], **target
+        )
+        response, errors = _try_request(send, attempt, backoff, sleep, stats)
+        if response is None:
             continue
         failed: list[int] = []
-        errors = []
         for i, result in zip(pending, response["Records"], strict=True):
             if result.get("ErrorCode"):
                 if result["ErrorCode"] not in RETRYABLE_ENTRY_ERRORS:
@@ -310,16 +288,9 @@ def batch_write_resending_unprocessed(
     pending = [{"PutRequest": {"Item": item}} for item in items]
     errors: list[str] = []
     for attempt in range(max_attempts):
-        if attempt:
-            sleep(backoff.delay_s(attempt))
-        stats.calls += 1
-        try:
-            response = client.batch_write_item(RequestItems={table_name: pending})
-        except ClientError as exc:
-            if _error_code(exc) not in THROTTLING_ERRORS:
-                raise
-            stats.throttled += 1
-            errors = [_error_code(exc)]
+        send = functools.partial(client.batch_write_item, RequestItems={table_name: pending})
+        response, errors = _try_request(send, attempt, backoff, sleep, stats)
+        if response is None:
             continue
         unprocessed = response.get("UnprocessedItems", {}).get(table_name, [])
         if not unprocessed:
@@ -599,6 +570,9 @@ def manifest_for(
 
 # --- command line --------------------------------------------------------------------------
 
+# The stack's names load needs (build/stack.json keys, or the flags named after them).
+STACK_KEYS = ("kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
+
 
 def _bounded(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str], Any]:
     """An argparse type: a `kind` number within [minimum, maximum]."""
@@ -683,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--manifest", default="build/manifest.json", help="where to write the manifest"
     )
-    add_stack_arguments(parser, "kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
+    add_stack_arguments(parser, *STACK_KEYS)
     return parser
 
 
@@ -697,19 +671,47 @@ def main(argv: list[str] | None = None, session: Any = None) -> int:
             print(f"load: nothing sent: {exc}", file=sys.stderr)
             return ExitCode.CANNOT_START
         except (Interrupted, KeyboardInterrupt) as exc:
-            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            name, status = interruption(exc)  # 130 (ExitCode.INTERRUPTED) for SIGINT
             print(
-                f"load: interrupted ({signal.Signals(signum).name}); manifest {args.manifest} "
-                "marked incomplete",
+                f"load: interrupted ({name}); manifest {args.manifest} marked incomplete",
                 file=sys.stderr,
             )
-            return ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
+            return status
 
 
 def _load(args: argparse.Namespace, session: Any) -> int:
-    keys = ("kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
+    stack, sources = _destinations(args)
+    run_id = args.run_id or new_run_id()
+    events = _events(args, sources, run_id)
+    kinesis, dynamodb = _clients(session, sources)
+    stream = _stream(stack)
+    _check_access(kinesis, _api_stream(stream), dynamodb, stack["source_table_name"])
+
+    started = time.monotonic()
+    ctx = SendContext(progress=Progress("load", len(events)), limiter=RateLimiter(args.rate))
+    jobs = _kinesis_jobs(args, kinesis, stream, events, ctx) + _dynamodb_jobs(
+        args, dynamodb, stack["source_table_name"], events, ctx
+    )
+    manifest_path = Path(args.manifest)
+    save = _manifest_saver(manifest_path, events, _run_meta(args, run_id, stack), ctx)
+    # Before anything goes out: from here on, the file at --manifest is this run's.
     try:
-        stack = resolve_stack(args, *keys)
+        save(False)
+    except OSError as exc:
+        raise CannotStart(f"cannot write manifest {manifest_path}: {exc}") from exc
+    if not _send(jobs, ctx, save, f"manifest {manifest_path} marked incomplete"):
+        return ExitCode.SEND_FAILED
+    print(
+        f"{_sent_line(events, sources, ctx, time.monotonic() - started)}; run {run_id}; "
+        f"manifest {manifest_path}"
+    )
+    return ExitCode.OK
+
+
+def _destinations(args: argparse.Namespace) -> tuple[dict[str, str | None], list[Source]]:
+    """The stack's names and the sources to load, each with somewhere to go."""
+    try:
+        stack = resolve_stack(args, *STACK_KEYS)
     except StackFileError as exc:
         raise CannotStart(str(exc)) from exc
     sources = [Source.KINESIS, Source.DYNAMODB] if args.source == "both" else [Source(args.source)]
@@ -719,9 +721,12 @@ def _load(args: argparse.Namespace, session: Any) -> int:
         raise CannotStart("no Kinesis stream: pass --stack or --kinesis-stream-name")
     if Source.DYNAMODB in sources and not stack["source_table_name"]:
         raise CannotStart("no source table: pass --stack or --source-table-name")
-    run_id = args.run_id or new_run_id()
+    return stack, sources
+
+
+def _events(args: argparse.Namespace, sources: list[Source], run_id: str) -> list[Event]:
     try:
-        events = generate_events(
+        return generate_events(
             args.count,
             args.keys,
             sources,
@@ -732,6 +737,10 @@ def _load(args: argparse.Namespace, session: Any) -> int:
         )
     except ValueError as exc:
         raise CannotStart(str(exc)) from exc
+
+
+def _clients(session: Any, sources: list[Source]) -> tuple[Any, Any]:
+    """The Kinesis and DynamoDB clients (None for a source not loaded)."""
     try:
         if session is None:
             import boto3
@@ -741,58 +750,89 @@ def _load(args: argparse.Namespace, session: Any) -> int:
         dynamodb = session.client("dynamodb") if Source.DYNAMODB in sources else None
     except AWS_ERRORS as exc:
         raise CannotStart(describe_aws_error(exc)) from exc
-    stream = (
-        {"stream_name": stack["kinesis_stream_name"]}
-        if stack["kinesis_stream_name"]
-        else {"stream_arn": stack["kinesis_stream_arn"]}
-    )
-    api_stream = (
-        {"StreamName": stream["stream_name"]}
-        if "stream_name" in stream
-        else {"StreamARN": stream["stream_arn"]}
-    )
-    _check_access(kinesis, api_stream, dynamodb, stack["source_table_name"])
+    return kinesis, dynamodb
 
-    started = time.monotonic()
-    ctx = SendContext(progress=Progress("load", len(events)), limiter=RateLimiter(args.rate))
-    jobs: list[Callable[[], None]] = []
-    if kinesis is not None:
-        kinesis_events = [e for e in events if e.source is Source.KINESIS]
-        if args.aggregate:
-            try:
-                shards = list_open_shards(kinesis, api_stream)
-            except AWS_ERRORS as exc:
-                raise CannotStart(describe_aws_error(exc, "listing the stream's shards")) from exc
-            units = aggregated_units(kinesis_events, shards, args.aggregate_max_records)
-        else:
-            units = kinesis_units(kinesis_events)
-        for lane in sender_lanes(units, args.workers):
-            jobs.append(lambda lane=lane: send_kinesis(kinesis, stream, lane, ctx))
-    if dynamodb is not None:
-        units = dynamodb_units([e for e in events if e.source is Source.DYNAMODB])
-        for lane in sender_lanes(units, args.workers):
-            jobs.append(
-                lambda lane=lane: send_dynamodb(dynamodb, stack["source_table_name"], lane, ctx)
-            )
-    meta = {
+
+def _stream(stack: dict[str, str | None]) -> dict:
+    """The stream as `put_records_resending_failures` takes it: by name if the stack has one."""
+    if stack["kinesis_stream_name"]:
+        return {"stream_name": stack["kinesis_stream_name"]}
+    return {"stream_arn": stack["kinesis_stream_arn"]}
+
+
+def _api_stream(stream: dict) -> dict:
+    """`put_records_resending_failures`' stream argument as boto3's Kinesis calls name it."""
+    if "stream_name" in stream:
+        return {"StreamName": stream["stream_name"]}
+    return {"StreamARN": stream["stream_arn"]}
+
+
+def _kinesis_jobs(
+    args: argparse.Namespace, kinesis, stream: dict, events: Sequence[Event], ctx: SendContext
+) -> list[Callable[[], None]]:
+    """One sender per lane of the Kinesis events (KPL-aggregated per shard with --aggregate)."""
+    if kinesis is None:
+        return []
+    kinesis_events = [e for e in events if e.source is Source.KINESIS]
+    if args.aggregate:
+        try:
+            shards = list_open_shards(kinesis, _api_stream(stream))
+        except AWS_ERRORS as exc:
+            raise CannotStart(describe_aws_error(exc, "listing the stream's shards")) from exc
+        units = aggregated_units(kinesis_events, shards, args.aggregate_max_records)
+    else:
+        units = kinesis_units(kinesis_events)
+    return [
+        functools.partial(send_kinesis, kinesis, stream, lane, ctx)
+        for lane in sender_lanes(units, args.workers)
+    ]
+
+
+def _dynamodb_jobs(
+    args: argparse.Namespace, dynamodb, table_name: str | None, events: Sequence[Event], ctx
+) -> list[Callable[[], None]]:
+    """One sender per lane of the DynamoDB events."""
+    if dynamodb is None:
+        return []
+    units = dynamodb_units([e for e in events if e.source is Source.DYNAMODB])
+    return [
+        functools.partial(send_dynamodb, dynamodb, table_name, lane, ctx)
+        for lane in sender_lanes(units, args.workers)
+    ]
+
+
+def _run_meta(args: argparse.Namespace, run_id: str, stack: dict[str, str | None]) -> dict:
+    """The manifest's fields that describe the run."""
+    return {
         "runId": run_id,
         "createdAt": datetime.now(UTC).isoformat(),
         "seed": args.seed,
         "aggregated": args.aggregate,
         "stack": {k: v for k, v in stack.items() if v},
     }
-    manifest_path = Path(args.manifest)
+
+
+def _manifest_saver(
+    path: Path, events: Sequence[Event], meta: dict, ctx: SendContext
+) -> Callable[[bool], None]:
+    """Writes the manifest with the positions sent so far, complete or not."""
 
     def save(complete: bool) -> None:
         with ctx.lock:
             positions = dict(ctx.positions)
-        write_manifest(manifest_path, manifest_for(events, positions, meta, complete))
+        write_manifest(path, manifest_for(events, positions, meta, complete))
 
-    # Before anything goes out: from here on, the file at --manifest is this run's.
-    try:
-        save(complete=False)
-    except OSError as exc:
-        raise CannotStart(f"cannot write manifest {manifest_path}: {exc}") from exc
+    return save
+
+
+def _send(
+    jobs: list[Callable[[], None]],
+    ctx: SendContext,
+    save: Callable[[bool], None],
+    incomplete: str,
+) -> bool:
+    """Run the senders; whether every event went out. The manifest is saved either way,
+    complete only then."""
     complete = False
     try:
         run_senders(jobs, ctx.stop)
@@ -800,15 +840,20 @@ def _load(args: argparse.Namespace, session: Any) -> int:
     except (*AWS_ERRORS, ResendExhausted) as exc:
         what = describe_aws_error(exc) if isinstance(exc, AWS_ERRORS) else str(exc)
         print(
-            f"load: sending failed after {ctx.progress.done} of {len(events)} events: {what}; "
-            f"manifest {manifest_path} marked incomplete",
+            f"load: sending failed after {ctx.progress.done} of {ctx.progress.total} events: "
+            f"{what}; {incomplete}",
             file=sys.stderr,
         )
-        return ExitCode.SEND_FAILED
     finally:
         ctx.progress.finish()
         save(complete)
-    elapsed_s = time.monotonic() - started
+    return complete
+
+
+def _sent_line(
+    events: Sequence[Event], sources: list[Source], ctx: SendContext, elapsed_s: float
+) -> str:
+    """What went out, per source, with the requests it took."""
     keys_sent = len({(e.source, e.key) for e in events})
     parts = []
     for source in sources:
@@ -819,11 +864,10 @@ def _load(args: argparse.Namespace, session: Any) -> int:
             f"{stats.throttled} throttled)"
         )
     poison = sum(e.poison for e in events)
-    print(
+    return (
         f"sent {len(events)} events over {keys_sent} keys in {elapsed_s:.1f}s: "
-        f"{', '.join(parts)}; {poison} poison; run {run_id}; manifest {manifest_path}"
+        f"{', '.join(parts)}; {poison} poison"
     )
-    return ExitCode.OK
 
 
 def _check_access(kinesis, api_stream: dict, dynamodb, table_name: str | None) -> None:

@@ -50,7 +50,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from esm.rules import lane_of
+from esm.settings import FunctionSettings
+from esm.sources import DynamoDBStreamSource, KinesisSource, source_for
+from processor.aws import error_code, parse_arn, unqualified_function_arn
 from processor.contracts import (
     REPLAY_MARKER,
     REPLAY_SUB_SEQUENCE_NUMBER,
@@ -71,6 +73,12 @@ from processor.contracts import (
     PoisonMessage,
     StreamBatchInfo,
     replay_record_id,
+)
+from processor.events import (
+    LambdaContext,
+    dynamodb_event_record,
+    kinesis_event_record,
+    wire_image,
 )
 from processor.records import Record, Unparseable, parse_record
 from streamline.tools.load import (
@@ -81,6 +89,7 @@ from streamline.tools.load import (
     plan_batches,
     put_records_resending_failures,
 )
+from streamline.tools.queues import MAX_BATCH, in_flight, receive, visibility_batches
 from streamline.tools.stack import (
     AWS_ERRORS,
     StackFileError,
@@ -96,6 +105,7 @@ DEFAULT_HANDLER_TIMEOUT_S = 300
 HANDLER_BATCH_SIZE = 100
 # Empty GetRecords answers tolerated before deciding the range is not there any more.
 MAX_EMPTY_READS = 5
+GET_RECORDS_LIMIT = 1000
 # Added to a DynamoDB item re-driven --to-stream, so the write changes the item and DynamoDB
 # puts a record on the table's stream (it writes none for a write that changes nothing).
 REPLAYED_AT_ATTRIBUTE = "streamlineReplayedAt"
@@ -183,12 +193,31 @@ class QueueMessage:
 
 # --- Lambda-shaped records ---------------------------------------------------------------
 
+# Who replay says it is, in the records it builds (invokeIdentityArn) and in the context a
+# handler gets; the stream sources (esm.sources) need a function only for the role.
+REPLAY_ROLE_ARN = "arn:aws:iam::000000000000:role/streamline-replay"
+REPLAY_FUNCTION = FunctionSettings(
+    name="streamline-replay",
+    arn="arn:aws:lambda:us-east-1:000000000000:function:replay",
+    handler="",
+    timeout_s=DEFAULT_HANDLER_TIMEOUT_S,
+    role_arn=REPLAY_ROLE_ARN,
+)
 
-def _region(arn: str) -> str:
-    return arn.split(":")[3]
+
+def replay_context() -> LambdaContext:
+    """The context a handler gets with each replayed event."""
+    return LambdaContext.with_timeout(
+        REPLAY_FUNCTION.timeout_s,
+        function_name=REPLAY_FUNCTION.name,
+        invoked_function_arn=REPLAY_FUNCTION.arn,
+        memory_limit_in_mb=REPLAY_FUNCTION.memory_mb,
+        log_group_name="/aws/lambda/streamline-replay",
+        log_stream_name="replay",
+    )
 
 
-def lambda_kinesis_record(
+def _kinesis_record(
     arn: str,
     shard_id: str,
     partition_key: str,
@@ -197,27 +226,20 @@ def lambda_kinesis_record(
     arrival_s: float,
     sub_sequence_number: int | None = None,
 ) -> dict:
-    """A record as Lambda delivers it from Kinesis (the documentation's sample event). With
-    `sub_sequence_number`, it stands for that one KPL user record (`data` is its bytes)."""
-    kinesis: dict[str, Any] = {
-        "kinesisSchemaVersion": "1.0",
-        "partitionKey": partition_key,
-        "sequenceNumber": sequence_number,
-        "data": base64.b64encode(data).decode("ascii"),
-        "approximateArrivalTimestamp": arrival_s,
-    }
+    """A Kinesis record as Lambda delivers it. With `sub_sequence_number`, it stands for that
+    one KPL user record (`data` is its bytes) and keeps its position."""
+    record = kinesis_event_record(
+        event_source_arn=arn,
+        shard_id=shard_id,
+        partition_key=partition_key,
+        sequence_number=sequence_number,
+        data=data,
+        arrival_s=arrival_s,
+        invoke_identity_arn=REPLAY_ROLE_ARN,
+    )
     if sub_sequence_number is not None:
-        kinesis[REPLAY_SUB_SEQUENCE_NUMBER] = sub_sequence_number
-    return {
-        "kinesis": kinesis,
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{sequence_number}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::000000000000:role/streamline-replay",
-        "awsRegion": _region(arn),
-        "eventSourceARN": arn,
-    }
+        record["kinesis"][REPLAY_SUB_SEQUENCE_NUMBER] = sub_sequence_number
+    return record
 
 
 def _event_name(stream_record: dict) -> str:
@@ -226,28 +248,9 @@ def _event_name(stream_record: dict) -> str:
     return "REMOVE" if "NewImage" not in stream_record else "MODIFY"
 
 
-def wire_value(value: dict) -> dict:
-    """An AttributeValue as Lambda's JSON event carries it: B and BS members in base64
-    (boto3 hands them over as bytes)."""
-    ((tag, inner),) = value.items()
-    if tag == "B" and isinstance(inner, bytes | bytearray):
-        return {"B": base64.b64encode(inner).decode("ascii")}
-    if tag == "BS":
-        return {
-            "BS": [
-                base64.b64encode(v).decode("ascii") if isinstance(v, bytes | bytearray) else v
-                for v in inner
-            ]
-        }
-    if tag == "M":
-        return {"M": {k: wire_value(v) for k, v in inner.items()}}
-    if tag == "L":
-        return {"L": [wire_value(v) for v in inner]}
-    return value
-
-
 def boto3_value(value: dict) -> dict:
-    """The inverse of `wire_value`: B and BS members as bytes, which boto3 sends as binary."""
+    """The inverse of `processor.events.wire_attribute_value`: B and BS members as bytes,
+    which boto3 sends as binary."""
     ((tag, inner),) = value.items()
     if tag == "B" and isinstance(inner, str):
         return {"B": base64.b64decode(inner, validate=True)}
@@ -262,25 +265,16 @@ def boto3_value(value: dict) -> dict:
     return value
 
 
-def lambda_dynamodb_record(arn: str, stream_record: dict, event_name: str | None = None) -> dict:
-    """A record as Lambda delivers it from a DynamoDB stream (images in wire form). Without an
-    event name (a poison message does not carry one) it is read from the images present."""
+def _dynamodb_record(arn: str, stream_record: dict) -> dict:
+    """A poison message's DynamoDB record as Lambda delivers it (images in wire form). The
+    message carries no event name: it is read from the images present."""
     stream_record = dict(stream_record)
-    created = stream_record.get("ApproximateCreationDateTime")
-    if isinstance(created, datetime):  # boto3 parses it; Lambda sends epoch seconds
-        stream_record["ApproximateCreationDateTime"] = int(created.timestamp())
     for image in ("Keys", "NewImage", "OldImage"):
         if isinstance(stream_record.get(image), dict):
-            stream_record[image] = {k: wire_value(v) for k, v in stream_record[image].items()}
-    return {
-        "eventID": uuid.uuid4().hex,
-        "eventName": event_name or _event_name(stream_record),
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": _region(arn),
-        "dynamodb": stream_record,
-        "eventSourceARN": arn,
-    }
+            stream_record[image] = wire_image(stream_record[image])
+    return dynamodb_event_record(
+        event_source_arn=arn, stream_record=stream_record, event_name=_event_name(stream_record)
+    )
 
 
 def record_sequence_number(record: dict) -> str:
@@ -512,10 +506,6 @@ def _describe_item(keys: Mapping[str, dict]) -> str:
     )
 
 
-def table_name(arn: str) -> str:
-    return arn.split(":table/", 1)[1].split("/stream/", 1)[0]
-
-
 def check_item(record: dict, current: Mapping[str, dict] | None) -> str | None:
     """Why `record` may not be written back onto its table, given the item's current state
     (boto3 form, None when absent); None when it may.
@@ -528,7 +518,7 @@ def check_item(record: dict, current: Mapping[str, dict] | None) -> str | None:
     """
     stream_record = record["dynamodb"]
     keys = _describe_item(stream_record.get("Keys", {}))
-    item = f"item {keys} of {table_name(record['eventSourceARN'])}"
+    item = f"item {keys} of {parse_arn(record['eventSourceARN']).resource_name}"
     if record.get("eventName") == "REMOVE":
         return (
             f"{item}: a REMOVE cannot be put back on the stream (deleting an absent item writes "
@@ -567,7 +557,7 @@ def rewrite_request(record: dict, replayed_at: str) -> dict:
         names[f"#o{index}"] = name
         conditions.append(f"attribute_not_exists(#o{index})")
     return {
-        "TableName": table_name(record["eventSourceARN"]),
+        "TableName": parse_arn(record["eventSourceARN"]).resource_name,
         "Key": {k: boto3_value(v) for k, v in stream_record["Keys"].items()},
         "UpdateExpression": "SET #replayed = :replayed",
         "ConditionExpression": " AND ".join(conditions),
@@ -579,81 +569,34 @@ def rewrite_request(record: dict, replayed_at: str) -> dict:
 # --- reading records back from the stream --------------------------------------------------
 
 
-def _stream_name(arn: str) -> str:
-    return arn.split(":stream/", 1)[1]
-
-
-def read_kinesis_range(client, arn: str, shard_id: str, start: str, end: str) -> list[dict]:
-    """The Kinesis records from `start` through `end` (compared as integers)."""
-    iterator = client.get_shard_iterator(
-        StreamName=_stream_name(arn),
-        ShardId=shard_id,
-        ShardIteratorType="AT_SEQUENCE_NUMBER",
-        StartingSequenceNumber=start,
-    )["ShardIterator"]
-    return _read_through(
-        client,
-        iterator,
-        end,
-        sequence_number=lambda raw: raw["SequenceNumber"],
-        to_lambda=lambda raw: lambda_kinesis_record(
-            arn,
-            shard_id,
-            raw["PartitionKey"],
-            raw["SequenceNumber"],
-            raw["Data"],
-            raw["ApproximateArrivalTimestamp"].timestamp(),
-        ),
-    )
-
-
-def read_dynamodb_range(client, arn: str, shard_id: str, start: str, end: str) -> list[dict]:
-    """The DynamoDB stream records from `start` through `end` (compared as integers)."""
-    iterator = client.get_shard_iterator(
-        StreamArn=arn,
-        ShardId=shard_id,
-        ShardIteratorType="AT_SEQUENCE_NUMBER",
-        SequenceNumber=start,
-    )["ShardIterator"]
-    return _read_through(
-        client,
-        iterator,
-        end,
-        sequence_number=lambda raw: raw["dynamodb"]["SequenceNumber"],
-        to_lambda=lambda raw: lambda_dynamodb_record(arn, raw["dynamodb"], raw["eventName"]),
-    )
-
-
-def _read_through(
-    client,
-    iterator: str | None,
-    end: str,
-    sequence_number: Callable[[dict], str],
-    to_lambda: Callable[[dict], dict],
+def read_range(
+    source: KinesisSource | DynamoDBStreamSource, shard_id: str, start: str, end: str
 ) -> list[dict]:
-    """GetRecords from `iterator` until the record at `end` (Kinesis and DynamoDB Streams
-    share the call's shape); gives up after MAX_EMPTY_READS empty answers."""
+    """The records of one shard from `start` through `end` (compared as integers), as Lambda
+    delivers them; gives up after MAX_EMPTY_READS empty answers."""
     last = int(end)
+    iterator = source.shard_iterator(shard_id, "AT_SEQUENCE_NUMBER", sequence_number=start)
     records: list[dict] = []
     empty_reads = 0
     while iterator and empty_reads < MAX_EMPTY_READS:
-        response = client.get_records(ShardIterator=iterator, Limit=1000)
-        iterator = response.get("NextShardIterator")
-        if not response["Records"]:
+        result = source.read(shard_id, iterator, GET_RECORDS_LIMIT)
+        iterator = result.next_iterator
+        if not result.records:
             empty_reads += 1
             continue
-        for raw in response["Records"]:
-            position = int(sequence_number(raw))
+        for record in result.records:
+            position = int(record.sequence_number)
             if position > last:
                 return records
-            records.append(to_lambda(raw))
+            records.append(json.loads(record.event_json))
             if position == last:
                 return records
     return records
 
 
 def find_dynamodb_shard(client, arn: str, sequence_number: str) -> str:
-    """The shard of a DynamoDB stream whose sequence number range holds `sequence_number`."""
+    """The shard of a DynamoDB stream whose sequence number range holds `sequence_number`
+    (`DynamoDBStreamSource.list_shards` keeps no ranges, so DescribeStream is read here)."""
     wanted = int(sequence_number)
     kwargs: dict[str, Any] = {"StreamArn": arn}
     while True:
@@ -673,25 +616,19 @@ def find_dynamodb_shard(client, arn: str, sequence_number: str) -> str:
 
 @dataclass
 class StreamReader:
-    """Reads ranges of records back from either kind of stream (clients built lazily)."""
+    """Reads ranges of records back from either kind of stream, through esm's sources: one
+    per stream, its client built on first use from `session` (default: a new boto3 one)."""
 
-    kinesis_client: Any = None
-    dynamodb_streams_client: Any = None
+    session: Any = None
+    _sources: dict[str, KinesisSource | DynamoDBStreamSource] = field(default_factory=dict)
 
-    def read(self, source: str, arn: str, shard_id: str, start: str, end: str) -> list[dict]:
+    def read(self, arn: str, shard_id: str, start: str, end: str) -> list[dict]:
         try:
-            if source == "kinesis":
-                self.kinesis_client = self.kinesis_client or boto3.client("kinesis")
-                records = read_kinesis_range(self.kinesis_client, arn, shard_id, start, end)
-            else:
-                self.dynamodb_streams_client = self.dynamodb_streams_client or boto3.client(
-                    "dynamodbstreams"
-                )
+            source = self._source(arn)
+            if isinstance(source, DynamoDBStreamSource) and not shard_id:
                 # Lambda's DynamoDB records name no shard, so a poison message may not either.
-                shard_id = shard_id or find_dynamodb_shard(self.dynamodb_streams_client, arn, start)
-                records = read_dynamodb_range(
-                    self.dynamodb_streams_client, arn, shard_id, start, end
-                )
+                shard_id = find_dynamodb_shard(source.client, arn, start)
+            records = read_range(source, shard_id, start, end)
         except ClientError as exc:
             raise ReplayError(f"cannot read {shard_id} {start}..{end} of {arn}: {exc}") from exc
         if not records or record_sequence_number(records[0]) != start:
@@ -699,6 +636,15 @@ class StreamReader:
                 f"records {start}..{end} of {shard_id} are no longer in {arn} (past retention?)"
             )
         return records
+
+    def _source(self, arn: str) -> KinesisSource | DynamoDBStreamSource:
+        if arn not in self._sources:
+            self.session = self.session or boto3.Session()
+            try:
+                self._sources[arn] = source_for(arn, REPLAY_FUNCTION, self.session)
+            except ValueError as exc:
+                raise ReplayError(str(exc)) from exc
+        return self._sources[arn]
 
 
 @dataclass
@@ -716,16 +662,26 @@ class MappingLookup:
         return self._cache[key]
 
     def _look_up(self, function_arn: str, stream_arn: str) -> int | None:
-        unqualified = ":".join(function_arn.split(":")[:7])
+        function = _unqualified(function_arn)
+        if function is None:
+            return None  # no function to look the mapping up by
         try:
             self.client = self.client or boto3.client("lambda")
             paginator = self.client.get_paginator("list_event_source_mappings")
             for page in paginator.paginate(EventSourceArn=stream_arn):
                 for mapping in page.get("EventSourceMappings", []):
-                    if ":".join(mapping.get("FunctionArn", "").split(":")[:7]) == unqualified:
+                    if _unqualified(mapping.get("FunctionArn", "")) == function:
                         return int(mapping.get("ParallelizationFactor") or 1)
         except (ClientError, BotoCoreError):
             return None  # no access to Lambda, or not there: the batch must show itself exact
+        return None
+
+
+def _unqualified(function_arn: str) -> str | None:
+    """The function ARN without version or alias; None for anything that is not an ARN."""
+    try:
+        return unqualified_function_arn(function_arn)
+    except ValueError:
         return None
 
 
@@ -745,7 +701,7 @@ def _user_record_of(aggregate: dict, sub_sequence_number: int) -> dict:
             f"record {sub_sequence_number}"
         )
     item = matches[0]
-    return lambda_kinesis_record(
+    return _kinesis_record(
         item.event_source_arn,
         item.shard_id,
         item.partition_key,
@@ -761,7 +717,7 @@ def poison_records(message: PoisonMessage, reader: StreamReader) -> list[dict]:
     sequence_number = message["sequenceNumber"]
     sub = message.get("subSequenceNumber") or 0
     if message.get("truncated"):
-        records = reader.read(message["source"], arn, shard_id, sequence_number, sequence_number)
+        records = reader.read(arn, shard_id, sequence_number, sequence_number)
         if message["source"] == "kinesis":
             return [_user_record_of(records[0], sub)]
         return records[:1]
@@ -771,7 +727,7 @@ def poison_records(message: PoisonMessage, reader: StreamReader) -> list[dict]:
         except (KeyError, binascii.Error) as exc:
             raise ReplayError(f"poison message without readable data: {exc}") from exc
         return [
-            lambda_kinesis_record(
+            _kinesis_record(
                 arn,
                 shard_id,
                 message["partitionKey"],
@@ -784,7 +740,7 @@ def poison_records(message: PoisonMessage, reader: StreamReader) -> list[dict]:
         ]
     if "dynamodb" not in message:
         raise ReplayError("poison message from DynamoDB without its `dynamodb` object")
-    return [lambda_dynamodb_record(arn, message["dynamodb"])]
+    return [_dynamodb_record(arn, message["dynamodb"])]
 
 
 def _batch_info(body: OnFailureRecord) -> tuple[str, StreamBatchInfo]:
@@ -838,7 +794,6 @@ def load_records(
         return poison_records(message.body, reader)
     _, info = _batch_info(message.body)
     records = reader.read(
-        message.source,
         info["streamArn"],
         info["shardId"],
         info["startSequenceNumber"],
@@ -855,23 +810,6 @@ def load_records(
 
 
 # --- re-driving --------------------------------------------------------------------------------
-
-
-class ReplayContext:
-    """The parts of Lambda's context object a handler commonly uses."""
-
-    def __init__(self, timeout_s: float = DEFAULT_HANDLER_TIMEOUT_S):
-        self.function_name = "streamline-replay"
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:replay"
-        self.memory_limit_in_mb = 128
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = "/aws/lambda/streamline-replay"
-        self.log_stream_name = "replay"
-        self._deadline_s = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline_s - time.monotonic()) * 1000))
 
 
 def handler_output():
@@ -939,7 +877,7 @@ class HandlerTarget:
             try:
                 with handler_output():
                     response = self.handler(
-                        {"Records": batch, REPLAY_MARKER: True}, ReplayContext()
+                        {"Records": batch, REPLAY_MARKER: True}, replay_context()
                     )
             except Exception as exc:  # the user's code: any failure keeps the message
                 raise ReplayError(f"handler raised {type(exc).__name__}: {exc}") from exc
@@ -989,7 +927,7 @@ class StreamTarget:
             }
             key = entry["PartitionKey"]
             units.append(Unit(entry, [], key, len(entry["Data"]) + len(key), frozenset({key})))
-        stream_name = _stream_name(records[0]["eventSourceARN"])
+        stream_name = parse_arn(records[0]["eventSourceARN"]).resource_name
         put = 0
         # One entry per key per request, in order: a re-sent failure cannot overtake.
         for batch in plan_batches(units, MAX_RECORDS_PER_PUT, MAX_BYTES_PER_PUT):
@@ -1016,7 +954,7 @@ class StreamTarget:
                 try:
                     self.dynamodb_client.update_item(**rewrite_request(record, replayed_at))
                 except ClientError as exc:
-                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    if error_code(exc) != "ConditionalCheckFailedException":
                         raise
                     raise Refused(
                         f"{check_item(record, self._current_item(record)) or 'the item'} "
@@ -1029,7 +967,7 @@ class StreamTarget:
         if record.get("eventName") == "REMOVE" or "NewImage" not in record["dynamodb"]:
             return None  # refused whatever the item holds
         response = self.dynamodb_client.get_item(
-            TableName=table_name(record["eventSourceARN"]),
+            TableName=parse_arn(record["eventSourceARN"]).resource_name,
             Key={k: boto3_value(v) for k, v in record["dynamodb"]["Keys"].items()},
             ConsistentRead=True,
         )
@@ -1078,30 +1016,28 @@ class VisibilityKeeper:
     def release_all(self) -> int:
         with self._lock:
             held, self._held = self._held, {}
-        by_queue: dict[str, list[str]] = {}
-        for handle, queue_url in held.items():
-            by_queue.setdefault(queue_url, []).append(handle)
-        for queue_url, handles in by_queue.items():
-            self._change(queue_url, handles, 0)
+        self._change_all(held, 0)
         return len(held)
 
     def _extend_loop(self) -> None:
         interval = max(self.timeout_s / 3, 0.2)
         while not self._stop.wait(interval):
             with self._lock:
-                held = list(self._held.items())
-            by_queue: dict[str, list[str]] = {}
-            for handle, queue_url in held:
-                by_queue.setdefault(queue_url, []).append(handle)
-            for queue_url, handles in by_queue.items():
-                self._change(queue_url, handles, self.timeout_s)
+                held = dict(self._held)
+            self._change_all(held, self.timeout_s)
+
+    def _change_all(self, held: Mapping[str, str], timeout_s: int) -> None:
+        """Set `timeout_s` on every held message (receipt handle -> queue url), by queue."""
+        by_queue: dict[str, list[str]] = {}
+        for handle, queue_url in held.items():
+            by_queue.setdefault(queue_url, []).append(handle)
+        for queue_url, handles in by_queue.items():
+            self._change(queue_url, handles, timeout_s)
 
     def _change(self, queue_url: str, handles: list[str], timeout_s: int) -> None:
-        for start in range(0, len(handles), 10):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout_s}
-                for i, h in enumerate(handles[start : start + 10])
-            ]
+        # One failed request is recorded and the others still go: this runs on the way out,
+        # where every message that can be made visible again should be.
+        for entries in visibility_batches(handles, timeout_s):
             try:
                 response = self.sqs.change_message_visibility_batch(
                     QueueUrl=queue_url, Entries=entries
@@ -1116,24 +1052,11 @@ class VisibilityKeeper:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def in_flight_count(sqs, queue_url: str) -> int:
-    """Messages of the queue someone holds hidden right now (approximate, as SQS counts)."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
-
-
 def receive_all(sqs, queue_url: str, keeper: VisibilityKeeper, limit: int) -> list[dict]:
+    """Up to `limit` messages of the queue, each held by `keeper` as soon as it arrives."""
     messages: dict[str, dict] = {}
     while len(messages) < limit:
-        response = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, limit - len(messages)),
-            VisibilityTimeout=keeper.timeout_s,
-            WaitTimeSeconds=1,
-        )
-        batch = response.get("Messages", [])
+        batch = receive(sqs, queue_url, keeper.timeout_s, min(MAX_BATCH, limit - len(messages)))
         if not batch:
             break
         for message in batch:
@@ -1210,7 +1133,7 @@ def replay(
     with VisibilityKeeper(sqs, visibility_timeout_s) as keeper:
         try:
             for queue_url in queues.values():
-                hidden = in_flight_count(sqs, queue_url)
+                hidden = in_flight(sqs, queue_url)
                 if hidden:
                     summary.in_flight[queue_url] = hidden
             received: list[QueueMessage] = []
@@ -1518,7 +1441,7 @@ def _main(args: argparse.Namespace) -> int:
     sqs = boto3.client("sqs")
     for kind, queue_url in queues.items():
         try:
-            in_flight_count(sqs, queue_url)  # the queue is there and reachable, or one line
+            in_flight(sqs, queue_url)  # the queue is there and reachable, or one line
         except AWS_ERRORS as exc:
             raise Unusable(describe_aws_error(exc, f"{kind} queue {queue_url}")) from exc
     summary = replay(
@@ -1534,11 +1457,11 @@ def _main(args: argparse.Namespace) -> int:
         sqs=sqs,
     )
     counts = ", ".join(f"{n} {o}" for o, n in summary.outcomes.items() if n) or "no messages"
-    in_flight = sum(summary.in_flight.values())
+    held_elsewhere = sum(summary.in_flight.values())
     print(
         f"{'dry run: ' if args.dry_run else ''}re-drove {summary.records} record(s) to "
         f"{target.describe()}: {counts}"
-        + (f"; {in_flight} in flight" if in_flight else "")
+        + (f"; {held_elsewhere} in flight" if held_elsewhere else "")
         + ("; interrupted, every held message visible again" if summary.interrupted else "")
     )
     return summary.exit_code

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from processor.aws import error_code
 from streamline.paths import REPO_ROOT
 
 DEFAULT_STACK_FILE = REPO_ROOT / "build" / "stack.json"
@@ -124,7 +125,7 @@ def describe_aws_error(exc: ClientError | BotoCoreError, what: str = "") -> str:
         return f"{subject}no AWS region (set AWS_REGION or AWS_DEFAULT_REGION)"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code = error.get("Code", "?")
+        code = error_code(exc) or "?"
         if code in _NOT_FOUND:
             return f"{subject}does not exist ({code}: {error.get('Message', '')})"
         return f"{subject}{exc.operation_name} failed: {code}: {error.get('Message', '')}"

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -50,10 +50,17 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from processor.contracts import PoisonMessage
-from streamline.tools.interrupts import Interrupted, interrupts_raised
-from streamline.tools.manifest import Manifest, ManifestError, belongs_to_run, read_manifest
+from processor.contracts import DemoEvent, PoisonMessage
+from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
+from streamline.tools.manifest import (
+    Manifest,
+    ManifestError,
+    belongs_to_run,
+    payload_sha256,
+    read_manifest,
+)
 from streamline.tools.progress import Progress
+from streamline.tools.queues import in_flight, receive, visibility_batches
 from streamline.tools.stack import (
     AWS_ERRORS,
     StackFileError,
@@ -99,10 +106,6 @@ class CannotCheck(Exception):
 def chain(previous_hex: str, payload: str) -> str:
     """One link of the per-key hash chain, recomputed here independently of the handler."""
     return hashlib.sha256(bytes.fromhex(previous_hex) + payload.encode("utf-8")).hexdigest()
-
-
-def payload_digest(payload: str) -> str:
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -178,24 +181,29 @@ def parked_event(message_id: str, body: str) -> ParkedEvent:
     if message.get("truncated"):
         return _with_problem(unread, "parked without payload (truncated)")
     try:
-        if source == "kinesis":
-            body_fields = json.loads(base64.b64decode(message["data"], validate=True))
-        else:
-            image = message["dynamodb"]["NewImage"]
-            body_fields = {name: _deserializer.deserialize(value) for name, value in image.items()}
-            body_fields["key"] = body_fields.get("pk")
-        return ParkedEvent(
-            message_id,
-            source,
-            str(body_fields["key"]),
-            int(body_fields["n"]),
-            str(body_fields["payload"]),
-            bool(body_fields.get("poison", False)),
-            error_type,
-            position=position,
-        )
+        event = _demo_event(message)
     except (KeyError, ValueError, TypeError, binascii.Error) as exc:
         return _with_problem(unread, f"payload unreadable: {type(exc).__name__}: {exc}")
+    return ParkedEvent(
+        message_id,
+        source,
+        event.key,
+        event.n,
+        event.payload,
+        event.poison,
+        error_type,
+        position=position,
+    )
+
+
+def _demo_event(message: PoisonMessage) -> DemoEvent:
+    """The demo event a poison message carries: Kinesis `data`, DynamoDB `NewImage`."""
+    if message["source"] == "kinesis":
+        return DemoEvent.from_body(json.loads(base64.b64decode(message["data"], validate=True)))
+    image = message["dynamodb"]["NewImage"]
+    return DemoEvent.from_image(
+        {name: _deserializer.deserialize(value) for name, value in image.items()}
+    )
 
 
 def _with_problem(event: ParkedEvent, problem: str) -> ParkedEvent:
@@ -297,21 +305,38 @@ def assess(
     by_key: dict[str, list[SentEvent]] = defaultdict(list)
     for event in events:
         by_key[event.key].append(event)
-    parked_by_key: dict[str, list[ParkedEvent]] = defaultdict(list)
     report = Report(events=len(events), keys=len(by_key))
 
     def of_this_run(key: str | None) -> bool:
         return key is not None and run_id is not None and belongs_to_run(key, run_id)
 
+    parked_by_key = _parked_by_key(parked, by_key, of_this_run, report)
+    for key in sorted(k for k in sink if k not in by_key and of_this_run(k)):
+        report.unknown_keys += 1
+        report.details.append(f"in the sink but not in the manifest: {key}")
+    for key in sorted(by_key):
+        _assess_key(key, by_key[key], sink.get(key), parked_by_key.get(key, []), report)
+    return report
+
+
+def _parked_by_key(
+    parked: Iterable[ParkedEvent],
+    sent_keys: Container[str],
+    of_this_run: Callable[[str | None], bool],
+    report: Report,
+) -> dict[str, list[ParkedEvent]]:
+    """The parked events of the manifest's keys, by key; the rest are reported here: an
+    unreadable message (unless it is another run's) and this run's keys the manifest lacks."""
+    parked_by_key: dict[str, list[ParkedEvent]] = defaultdict(list)
     for event in parked:
         if event.problem:
             # Which event this is cannot be told, so it is matched to nothing; if it belongs to
             # this run its event shows up as lost as well.
-            if event.key is None or event.key in by_key or of_this_run(event.key):
+            if event.key is None or event.key in sent_keys or of_this_run(event.key):
                 report.unexpectedly_parked += 1
                 report.details.append(f"parked message {event.message_id}: {event.problem}")
             continue
-        if event.key in by_key:
+        if event.key in sent_keys:
             parked_by_key[event.key].append(event)
         elif of_this_run(event.key):
             report.unknown_keys += 1
@@ -319,13 +344,7 @@ def assess(
                 f"parked but not in the manifest: {event.key} n={event.n} "
                 f"(message {event.message_id})"
             )
-    for key in sorted(k for k in sink if k not in by_key and of_this_run(k)):
-        report.unknown_keys += 1
-        report.details.append(f"in the sink but not in the manifest: {key}")
-
-    for key in sorted(by_key):
-        _assess_key(key, by_key[key], sink.get(key), parked_by_key.get(key, []), report)
-    return report
+    return parked_by_key
 
 
 def _assess_key(
@@ -335,25 +354,56 @@ def _assess_key(
     parked: list[ParkedEvent],
     report: Report,
 ) -> None:
+    """One key: its replays, its parked events, then its sink row against the hash chain of
+    the events left to the pipeline."""
     sent = sorted(sent_unsorted, key=lambda e: e.n)
     sent_by_n = {e.n: e for e in sent}
     row = row or SinkRow(key, 0, 0, "")
     report.producer_duplicates += row.producer_duplicates
+    replayed_ns = _assess_replayed(key, row, sent_by_n, report)
+    parked_at = _assess_parked(key, parked, sent_by_n, replayed_ns, report)
+    missing_parks = [
+        e.n for e in sent if e.poison and e.n not in parked_at and e.n not in replayed_ns
+    ]
+    if missing_parks:
+        report.lost += len(missing_parks)
+        report.details.append(
+            f"poison neither on the poison queue nor replayed: {key} n={missing_parks}"
+        )
+    applied = [e for e in sent if not e.poison and e.n not in parked_at and e.n not in replayed_ns]
+    if _assess_sink_row(key, row, applied, report) and not missing_parks:
+        report.settled_keys += 1
 
+
+def _assess_replayed(
+    key: str, row: SinkRow, sent_by_n: dict[int, SentEvent], report: Report
+) -> set[int]:
+    """The n's a replay applied as they were sent; any other replay is reported."""
     replayed_ns: set[int] = set()
     for n, digest in row.replayed:
         original = sent_by_n.get(n)
         if original is None:
             report.unexpectedly_replayed += 1
             report.details.append(f"replayed but never sent: {key} n={n}")
-        elif digest != payload_digest(original.payload):
+        elif digest != payload_sha256(original.payload):
             report.unexpectedly_replayed += 1
             report.details.append(f"replayed with another payload: {key} n={n}")
         else:
             replayed_ns.add(n)
             report.replayed += 1
+    return replayed_ns
 
-    parked_at: dict[int, str | None] = {}  # n -> the first parked copy's stream position
+
+def _assess_parked(
+    key: str,
+    parked: list[ParkedEvent],
+    sent_by_n: dict[int, SentEvent],
+    replayed_ns: set[int],
+    report: Report,
+) -> dict[int, str | None]:
+    """The n's parked as sent, each with its first parked copy's stream position; anything
+    else on the poison queue is reported."""
+    parked_at: dict[int, str | None] = {}
     for event in parked:
         original = sent_by_n.get(event.n)
         where = f"{key} n={event.n} (message {event.message_id}, {event.error_type})"
@@ -382,16 +432,12 @@ def _assess_key(
         else:
             parked_at[event.n] = event.position
             report.parked += 1
-    missing_parks = [
-        e.n for e in sent if e.poison and e.n not in parked_at and e.n not in replayed_ns
-    ]
-    if missing_parks:
-        report.lost += len(missing_parks)
-        report.details.append(
-            f"poison neither on the poison queue nor replayed: {key} n={missing_parks}"
-        )
+    return parked_at
 
-    applied = [e for e in sent if not e.poison and e.n not in parked_at and e.n not in replayed_ns]
+
+def _assess_sink_row(key: str, row: SinkRow, applied: list[SentEvent], report: Report) -> bool:
+    """The key's sink row against the chain of the events it should have applied, in order:
+    whether it is exactly right."""
     prefix_h = [""]
     for event in applied:
         prefix_h.append(chain(prefix_h[-1], event.payload))
@@ -407,19 +453,20 @@ def _assess_key(
         else:
             state = "its history differs from the chain"
         report.details.append(f"lost: {key} has {row.count} of {expected} events, {state}")
-    elif row.count > expected:
+        return False
+    if row.count > expected:
         report.duplicated += row.count - expected
         report.details.append(f"duplicated: {key} has {row.count} of {expected} events")
-    elif row.h != prefix_h[-1] or (expected and row.last_n != expected_last_n):
+        return False
+    if row.h != prefix_h[-1] or (expected and row.last_n != expected_last_n):
         report.out_of_order += 1
         report.details.append(
             f"out of order: {key} has all {expected} events (last_n={row.last_n}, "
             f"expected {expected_last_n}) but h={row.h[:12]}… instead of {prefix_h[-1][:12]}…"
         )
-    else:
-        report.applied_in_order += row.count
-        if not missing_parks:
-            report.settled_keys += 1
+        return False
+    report.applied_in_order += row.count
+    return True
 
 
 # --- reading the pipeline's state ----------------------------------------------------------
@@ -475,14 +522,9 @@ def peek_queue(client, queue_url: str) -> list[dict]:
     try:
         while True:
             with signals_deferred():
-                response = client.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=READ_VISIBILITY_TIMEOUT_S,
-                    WaitTimeSeconds=1,  # long polling asks every SQS host, not a sample
-                    AttributeNames=["All"],
+                batch = receive(
+                    client, queue_url, READ_VISIBILITY_TIMEOUT_S, AttributeNames=["All"]
                 )
-                batch = response.get("Messages", [])
                 handles.extend(message["ReceiptHandle"] for message in batch)
             new = [m for m in batch if m["MessageId"] not in messages]
             if not new:
@@ -497,20 +539,8 @@ def peek_queue(client, queue_url: str) -> list[dict]:
 
 def release(client, queue_url: str, receipt_handles: Sequence[str]) -> None:
     """Make received messages visible again right away."""
-    for start in range(0, len(receipt_handles), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-            for i, handle in enumerate(receipt_handles[start : start + 10])
-        ]
+    for entries in visibility_batches(receipt_handles, 0):
         client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
-
-
-def in_flight(client, queue_url: str) -> int:
-    """Messages someone else holds right now (this verify holds none between walks)."""
-    attributes = client.get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def read_parked(client, queue_url: str) -> list[ParkedEvent]:
@@ -624,10 +654,9 @@ def main(argv: list[str] | None = None, session: Any = None) -> int:
             print(f"verify: cannot check: {exc}", file=sys.stderr)
             return ExitCode.CANNOT_CHECK
         except (Interrupted, KeyboardInterrupt) as exc:
-            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            name = signal.Signals(signum).name
+            name, status = interruption(exc)  # 130 (ExitCode.INTERRUPTED) for SIGINT
             print(f"verify: interrupted ({name}); poison messages left visible", file=sys.stderr)
-            return ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
+            return status
 
 
 def _verify(args: argparse.Namespace, session: Any) -> int:
@@ -661,7 +690,8 @@ def _verify(args: argparse.Namespace, session: Any) -> int:
     _check_access(dynamodb, sqs, stack)
 
     def read_state() -> State:
-        # In flight is read first: during the walk, this verify's own reads hide messages.
+        # In flight is read first: during the walk, this verify's own reads hide messages (it
+        # holds none between walks, so what is hidden then is someone else's).
         held = in_flight(sqs, stack["poison_queue_url"])
         return (
             read_sink(dynamodb, stack["sink_table_name"]),

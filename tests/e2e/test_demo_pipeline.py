@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from streamline.emulator import stop_pid
+from streamline.paths import REPO_ROOT
 from streamline.tools import load, verify
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER_TIMEOUT_S = 150
 
 

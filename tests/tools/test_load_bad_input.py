@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from unreachable_aws import no_credentials, unreachable_endpoint
 
-from streamline.emulator import free_port
+from streamline.paths import REPO_ROOT
 from streamline.tools import load, verify
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -97,17 +96,12 @@ class Setup:
 
 
 def without_credentials(setup: Setup) -> list[str]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        setup.monkeypatch.delenv(name, raising=False)
-    setup.monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(setup.tmp / "none"))
-    setup.monkeypatch.setenv("AWS_CONFIG_FILE", str(setup.tmp / "none"))
-    setup.monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    no_credentials(setup.monkeypatch, setup.tmp)
     return setup.args()
 
 
 def endpoint_down(setup: Setup) -> list[str]:
-    setup.monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    setup.monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    unreachable_endpoint(setup.monkeypatch)
     return setup.args()
 
 

@@ -5,51 +5,29 @@ stays out of replay's. Against the emulator; signals in a subprocess."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import boto3
 import pytest
+from queue_messages import kinesis_poison, on_failure_record
+from replay_handlers import STARTED_FILE
+from unreachable_aws import no_credentials, unreachable_endpoint
 
-from streamline.emulator import free_port
+from streamline.paths import REPO_ROOT
 from streamline.tools import replay
 from streamline.tools.replay import ExitCode, HandlerTarget, Outcome, QueueKind
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STARTED_FILE = "REPLAY_TEST_STARTED_FILE"
 
-
-def slow_handler(event: dict, context) -> dict:
-    """For the subprocess tests: says it started, then takes far longer than the test waits."""
-    Path(os.environ[STARTED_FILE]).write_text("started")
-    time.sleep(60)
-    return {}
-
-
-def poison_message(stack: dict, key: str = "k-1", n: int = 1) -> dict:
-    body = {"key": key, "n": n, "payload": "p"}
-    return {
-        "version": "1",
-        "source": "kinesis",
-        "eventSourceARN": stack["kinesis_stream_arn"],
-        "shardId": "shardId-000000000000",
-        "partitionKey": key,
-        "sequenceNumber": str(n),
-        "subSequenceNumber": 0,
-        "data": base64.b64encode(json.dumps(body).encode()).decode(),
-        "error": {"type": "PoisonEventError", "message": "poison", "traceback": ""},
-        "attempts": 3,
-        "firstFailureAt": "2026-01-01T00:00:00.000Z",
-        "parkedAt": "2026-01-01T00:00:01.000Z",
-    }
+def poison_message(stack: dict, n: int = 1) -> dict:
+    return kinesis_poison(
+        stack["kinesis_stream_arn"], {"key": "k-1", "n": n, "payload": "p"}, str(n)
+    )
 
 
 @pytest.fixture
@@ -84,20 +62,6 @@ def empty_stack(tmp_path) -> str:
     path = tmp_path / "empty.json"
     path.write_text("{}")
     return str(path)
-
-
-def _broken_endpoint(monkeypatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-
-
-def _no_credentials(monkeypatch, tmp_path) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 STACK_FILE, QUEUE, ENDPOINT, CREDENTIALS, FLAG, HANDLER = (
@@ -146,9 +110,9 @@ def test_bad_input_is_one_line_and_exit_2(
     (tmp_path / "corrupt.json").write_text('{"poison_queue_url": ')
     (tmp_path / "list.json").write_text('["poison_queue_url"]')
     if case == ENDPOINT:
-        _broken_endpoint(monkeypatch)
+        unreachable_endpoint(monkeypatch, max_attempts=1)
     if case == CREDENTIALS:
-        _no_credentials(monkeypatch, tmp_path)
+        no_credentials(monkeypatch, tmp_path)
     argv = [a.format(tmp=tmp_path, endpoint=aws_endpoint) for a in args]
     if "--stack" not in argv:
         argv += ["--stack", empty_stack]
@@ -231,7 +195,7 @@ def test_a_signal_makes_held_messages_visible_at_once(demo_stack, sqs, tmp_path,
             "--from",
             "poison",
             "--to-handler",
-            "tests.tools.test_replay_cli.slow_handler",
+            "tests.tools.replay_handlers.slow_handler",
             "--visibility-timeout",
             "300",
         ],
@@ -297,31 +261,13 @@ def test_the_demo_handlers_metrics_stay_out_of_stdout_and_an_unknown_batch_exits
             )
         )
     )
-    info = {
-        "shardId": written[0]["ShardId"],
-        "startSequenceNumber": written[0]["SequenceNumber"],
-        "endSequenceNumber": written[1]["SequenceNumber"],
-        "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00.000Z",
-        "approximateArrivalOfLastRecord": "2026-01-01T00:00:00.000Z",
-        "batchSize": 2,
-        "streamArn": demo_stack["kinesis_stream_arn"],
-    }
-    on_failure = {
-        "requestContext": {
-            "requestId": "r",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:demo",
-            "condition": "RetryAttemptsExhausted",
-            "approximateInvokeCount": 1,
-        },
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "$LATEST",
-            "functionError": "Unhandled",
-        },
-        "version": "1.0",
-        "timestamp": "2026-01-01T00:00:02.000Z",
-        "KinesisBatchInfo": info,
-    }
+    on_failure = on_failure_record(
+        demo_stack["kinesis_stream_arn"],
+        written[0]["ShardId"],
+        written[0]["SequenceNumber"],
+        written[1]["SequenceNumber"],
+        2,
+    )
     queue = demo_stack["on_failure_queue_url"]
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(on_failure))
     env = {

@@ -8,6 +8,7 @@ import base64
 import json
 
 import pytest
+from queue_messages import dynamodb_poison, kinesis_poison, on_failure_record, peek, send
 
 from esm.rules import lane_of
 from processor import OrderedProcessor
@@ -29,54 +30,9 @@ def clients(aws_session):
     return {name: aws_session.client(name) for name in ("sqs", "kinesis", "dynamodb")}
 
 
-def send(sqs, queue_url: str, body: dict) -> None:
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
-
-
 def bodies(sqs, queue_url: str) -> list[dict]:
-    """Every message on the queue, left there (received hidden, then made visible)."""
-    found: dict[str, dict] = {}
-    handles = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not batch:
-            break
-        for message in batch:
-            found[message["MessageId"]] = json.loads(message["Body"])
-            handles.append(message["ReceiptHandle"])
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return list(found.values())
-
-
-def on_failure(stream_arn, shard_id, start, end, size, function_error, name="KinesisBatchInfo"):
-    record = {
-        "requestContext": {
-            "requestId": "c9b8fa9f-5a7f-4b5e-8b0e-3e4b6a1f0e00",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:demo",
-            "condition": "RetryAttemptsExhausted",
-            "approximateInvokeCount": 1,
-        },
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "$LATEST",
-            "functionError": function_error,
-        },
-        "version": "1.0",
-        "timestamp": "2026-01-01T00:00:02.000Z",
-        name: {
-            "shardId": shard_id,
-            "startSequenceNumber": start,
-            "endSequenceNumber": end,
-            "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00.000Z",
-            "approximateArrivalOfLastRecord": "2026-01-01T00:00:00.100Z",
-            "batchSize": size,
-            "streamArn": stream_arn,
-        },
-    }
-    return record
+    """The bodies of every message on the queue, left there."""
+    return [json.loads(message["Body"]) for message in peek(sqs, queue_url)]
 
 
 def put(kinesis, stream_name: str, key: str, n: int) -> dict:
@@ -181,7 +137,7 @@ def test_an_on_failure_batch_after_a_function_error_is_kept_once_its_key_moved_o
     send(
         clients["sqs"],
         queue,
-        on_failure(
+        on_failure_record(
             demo_stack["kinesis_stream_arn"],
             written[0]["ShardId"],
             written[0]["SequenceNumber"],
@@ -218,7 +174,7 @@ def test_an_on_failure_batch_whose_function_returned_is_applied_once_then_delete
     send(
         clients["sqs"],
         queue,
-        on_failure(
+        on_failure_record(
             demo_stack["kinesis_stream_arn"],
             written[0]["ShardId"],
             written[0]["SequenceNumber"],
@@ -241,20 +197,7 @@ def test_a_handler_without_a_replay_report_keeps_its_messages_unless_trusted(cli
     send(
         clients["sqs"],
         queue,
-        {
-            "version": "1",
-            "source": "kinesis",
-            "eventSourceARN": demo_stack["kinesis_stream_arn"],
-            "shardId": "shardId-000000000000",
-            "partitionKey": "k-3",
-            "sequenceNumber": "1",
-            "subSequenceNumber": 0,
-            "data": base64.b64encode(json.dumps(body).encode()).decode(),
-            "error": {"type": "RuntimeError", "message": "x", "traceback": ""},
-            "attempts": 1,
-            "firstFailureAt": "2026-01-01T00:00:00.000Z",
-            "parkedAt": "2026-01-01T00:00:01.000Z",
-        },
+        kinesis_poison(demo_stack["kinesis_stream_arn"], body),
     )
     plain = HandlerTarget(lambda e, c: {"batchItemFailures": []}, "plain", batch_size=10)
 
@@ -288,26 +231,11 @@ def test_a_message_whose_record_fails_again_holds_its_keys_later_messages(
 # --- item 2: --to-stream never rolls a DynamoDB item back ----------------------------------
 
 
-def dynamodb_poison(stack: dict, image: dict, event_name: str) -> dict:
-    stream_record = {"Keys": {"pk": image["pk"]}, "SequenceNumber": "100"}
-    if event_name == "REMOVE":
-        stream_record["OldImage"] = image
-    else:
-        stream_record["NewImage"] = image
-    return {
-        "version": "1",
-        "source": "dynamodb",
-        "eventSourceARN": stack["source_table_stream_arn"],
-        "shardId": "",
-        "partitionKey": json.dumps({"pk": image["pk"]["S"]}),
-        "sequenceNumber": "100",
-        "subSequenceNumber": 0,
-        "dynamodb": stream_record,
-        "error": {"type": "PoisonEventError", "message": "poison", "traceback": ""},
-        "attempts": 3,
-        "firstFailureAt": "2026-01-01T00:00:00.000Z",
-        "parkedAt": "2026-01-01T00:00:01.000Z",
-    }
+def parked_item(image: dict, event_name: str) -> dict:
+    """The stream record of a write that left the item as `image` (REMOVE: that removed it)."""
+    stream_record = {"Keys": {"pk": image["pk"]}}
+    stream_record["OldImage" if event_name == "REMOVE" else "NewImage"] = image
+    return stream_record
 
 
 PARKED = {"pk": {"S": "d-7"}, "n": {"N": "7"}, "poison": {"BOOL": True}}
@@ -331,7 +259,7 @@ def test_to_stream_refuses_to_roll_a_dynamodb_item_back(
     send(
         clients["sqs"],
         demo_stack["poison_queue_url"],
-        dynamodb_poison(demo_stack, PARKED, event_name),
+        dynamodb_poison(demo_stack["source_table_stream_arn"], parked_item(PARKED, event_name)),
     )
 
     code = replay.main(["--stack", demo_stack["path"], "--from", "poison", "--to-stream"])
@@ -435,7 +363,7 @@ def lanes_batch(clients, stream: dict, queue: str) -> list[str]:
     send(
         clients["sqs"],
         queue,
-        on_failure(
+        on_failure_record(
             stream["arn"],
             mine[0][1]["ShardId"],
             mine[0][1]["SequenceNumber"],
@@ -555,7 +483,7 @@ def test_a_partial_to_stream_re_drive_is_refused_so_a_full_one_puts_each_record_
     send(
         clients["sqs"],
         queue,
-        on_failure(
+        on_failure_record(
             one_shard_stream["arn"],
             written[0]["ShardId"],
             written[0]["SequenceNumber"],

@@ -8,8 +8,9 @@ import base64
 import json
 
 import pytest
+from queue_messages import dynamodb_poison, kinesis_poison, on_failure_record, peek, send
 
-from processor.contracts import REPLAY_MARKER, OnFailureRecord, PoisonMessage
+from processor.contracts import REPLAY_MARKER
 from streamline.tools import replay
 from streamline.tools.replay import (
     REPLAYED_AT_ATTRIBUTE,
@@ -48,52 +49,6 @@ def to_handler(handler: RecordingHandler) -> HandlerTarget:
     return HandlerTarget(handler, "tests.recording", batch_size=100)
 
 
-def kinesis_poison(stack: dict, body: dict, sequence_number: str, shard_id: str) -> PoisonMessage:
-    return {
-        "version": "1",
-        "source": "kinesis",
-        "eventSourceARN": stack["kinesis_stream_arn"],
-        "shardId": shard_id,
-        "partitionKey": body["key"],
-        "sequenceNumber": sequence_number,
-        "subSequenceNumber": 0,
-        "data": base64.b64encode(json.dumps(body).encode()).decode(),
-        "error": {"type": "PoisonEventError", "message": "poison", "traceback": "Traceback..."},
-        "attempts": 3,
-        "firstFailureAt": "2026-01-01T00:00:00.000Z",
-        "parkedAt": "2026-01-01T00:00:01.000Z",
-    }
-
-
-def on_failure_record(
-    batch_info_name: str, stream_arn: str, shard_id: str, start: str, end: str, size: int
-) -> OnFailureRecord:
-    return {
-        "requestContext": {
-            "requestId": "c9b8fa9f-5a7f-4b5e-8b0e-3e4b6a1f0e00",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:demo",
-            "condition": "RetryAttemptsExhausted",
-            "approximateInvokeCount": 3,
-        },
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "$LATEST",
-            "functionError": "Unhandled",
-        },
-        "version": "1.0",
-        "timestamp": "2026-01-01T00:00:02.000Z",
-        batch_info_name: {
-            "shardId": shard_id,
-            "startSequenceNumber": start,
-            "endSequenceNumber": end,
-            "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00.000Z",
-            "approximateArrivalOfLastRecord": "2026-01-01T00:00:00.100Z",
-            "batchSize": size,
-            "streamArn": stream_arn,
-        },
-    }
-
-
 def put_events(kinesis, stack: dict, key: str, count: int) -> list[dict]:
     """Put `count` events of one key; their PutRecord answers (ShardId, SequenceNumber)."""
     return [
@@ -104,27 +59,6 @@ def put_events(kinesis, stack: dict, key: str, count: int) -> list[dict]:
         )
         for n in range(1, count + 1)
     ]
-
-
-def peek_queue(sqs, queue_url: str) -> list[dict]:
-    """Every message on the queue, left there (received hidden, then made visible)."""
-    found: dict[str, dict] = {}
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not batch:
-            break
-        found.update((m["MessageId"], m) for m in batch)
-    for message in found.values():
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return list(found.values())
-
-
-def send(sqs, queue_url: str, body: dict) -> None:
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
 
 
 def decoded(record: dict) -> dict:
@@ -143,7 +77,7 @@ def test_a_poison_message_goes_to_the_handler_as_a_lambda_record_then_is_deleted
     send(
         clients["sqs"],
         demo_stack["poison_queue_url"],
-        kinesis_poison(demo_stack, body, "7", "shardId-000000000001"),
+        kinesis_poison(demo_stack["kinesis_stream_arn"], body, "7", "shardId-000000000001"),
     )
     handler = RecordingHandler()
 
@@ -158,7 +92,7 @@ def test_a_poison_message_goes_to_the_handler_as_a_lambda_record_then_is_deleted
     assert record["eventID"] == "shardId-000000000001:7"
     assert record["eventSourceARN"] == demo_stack["kinesis_stream_arn"]
     assert record["kinesis"]["partitionKey"] == "k-0001"
-    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
+    assert peek(clients["sqs"], demo_stack["poison_queue_url"]) == []
 
 
 def test_an_on_failure_batch_is_read_back_from_the_kinesis_shard_start_through_end(
@@ -170,7 +104,6 @@ def test_an_on_failure_batch_is_read_back_from_the_kinesis_shard_start_through_e
         clients["sqs"],
         demo_stack["on_failure_queue_url"],
         on_failure_record(
-            "KinesisBatchInfo",
             demo_stack["kinesis_stream_arn"],
             shard_id,
             written[1]["SequenceNumber"],
@@ -191,7 +124,7 @@ def test_an_on_failure_batch_is_read_back_from_the_kinesis_shard_start_through_e
     assert [r["kinesis"]["sequenceNumber"] for r in handler.records] == [
         w["SequenceNumber"] for w in written[1:4]
     ]
-    assert peek_queue(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
+    assert peek(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
 
 
 def test_an_on_failure_batch_is_read_back_from_the_dynamodb_stream(
@@ -214,7 +147,12 @@ def test_an_on_failure_batch_is_read_back_from_the_dynamodb_stream(
         clients["sqs"],
         demo_stack["on_failure_queue_url"],
         on_failure_record(
-            "DDBStreamBatchInfo", arn, shard_id, sequence_numbers[0], sequence_numbers[1], 2
+            arn,
+            shard_id,
+            sequence_numbers[0],
+            sequence_numbers[1],
+            2,
+            batch_info="DDBStreamBatchInfo",
         ),
     )
     handler = RecordingHandler()
@@ -230,7 +168,7 @@ def test_an_on_failure_batch_is_read_back_from_the_dynamodb_stream(
     assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
     assert [r["dynamodb"]["NewImage"]["n"]["N"] for r in records] == ["1", "2"]
     assert all(r["eventSourceARN"] == arn and r["eventSource"] == "aws:dynamodb" for r in records)
-    assert peek_queue(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
+    assert peek(clients["sqs"], demo_stack["on_failure_queue_url"]) == []
 
 
 def test_a_message_stays_on_the_queue_when_the_handler_fails(demo_stack, clients):
@@ -238,7 +176,7 @@ def test_a_message_stays_on_the_queue_when_the_handler_fails(demo_stack, clients
     send(
         clients["sqs"],
         demo_stack["poison_queue_url"],
-        kinesis_poison(demo_stack, body, "1", "shardId-000000000000"),
+        kinesis_poison(demo_stack["kinesis_stream_arn"], body, "1", "shardId-000000000000"),
     )
 
     summary = replay.replay(
@@ -250,7 +188,7 @@ def test_a_message_stays_on_the_queue_when_the_handler_fails(demo_stack, clients
     assert summary.outcomes == {Outcome.FAILED: 1}
     assert summary.exit_code == replay.ExitCode.FAILED
     assert "still broken" in summary.lines[-1]
-    assert len(peek_queue(clients["sqs"], demo_stack["poison_queue_url"])) == 1
+    assert len(peek(clients["sqs"], demo_stack["poison_queue_url"])) == 1
 
 
 def test_dry_run_and_filters_re_drive_nothing_and_keep_every_message(demo_stack, clients):
@@ -259,7 +197,10 @@ def test_dry_run_and_filters_re_drive_nothing_and_keep_every_message(demo_stack,
             clients["sqs"],
             demo_stack["poison_queue_url"],
             kinesis_poison(
-                demo_stack, {"key": key, "n": 1, "payload": "x"}, str(n), "shardId-000000000000"
+                demo_stack["kinesis_stream_arn"],
+                {"key": key, "n": 1, "payload": "x"},
+                str(n),
+                "shardId-000000000000",
             ),
         )
     handler = RecordingHandler()
@@ -276,7 +217,7 @@ def test_dry_run_and_filters_re_drive_nothing_and_keep_every_message(demo_stack,
     assert one_key.outcomes == {Outcome.DELETED: 1, Outcome.FILTERED: 1}
     assert dry.exit_code == other_error.exit_code == one_key.exit_code == replay.ExitCode.OK
     assert [decoded(r)["key"] for r in handler.records] == ["k-0005"]
-    left = peek_queue(clients["sqs"], demo_stack["poison_queue_url"])
+    left = peek(clients["sqs"], demo_stack["poison_queue_url"])
     assert [json.loads(m["Body"])["partitionKey"] for m in left] == ["k-0004"]
 
 
@@ -285,7 +226,7 @@ def test_to_stream_puts_a_poison_record_back_on_kinesis(demo_stack, clients, cap
     send(
         clients["sqs"],
         demo_stack["poison_queue_url"],
-        kinesis_poison(demo_stack, body, "1", "shardId-000000000000"),
+        kinesis_poison(demo_stack["kinesis_stream_arn"], body, "1", "shardId-000000000000"),
     )
 
     code = replay.main(["--stack", demo_stack["path"], "--from", "poison", "--to-stream"])
@@ -328,19 +269,15 @@ def test_to_stream_marks_an_unchanged_dynamodb_item_so_its_stream_gets_a_record(
     table = demo_stack["source_table_name"]
     clients["dynamodb"].put_item(TableName=table, Item=image)
     [written] = read_dynamodb_stream(aws_session, demo_stack["source_table_stream_arn"])
-    message: PoisonMessage = {
-        **kinesis_poison(demo_stack, {"key": "d-0009"}, written["dynamodb"]["SequenceNumber"], ""),
-        "source": "dynamodb",
-        "eventSourceARN": demo_stack["source_table_stream_arn"],
-        "partitionKey": json.dumps({"pk": "d-0009"}),
-        # As Lambda delivered it: binary values in base64.
-        "dynamodb": {
+    # As Lambda delivered it: binary values in base64.
+    message = dynamodb_poison(
+        demo_stack["source_table_stream_arn"],
+        {
             "Keys": {"pk": {"S": "d-0009"}},
             "NewImage": {**image, "blob": {"B": base64.b64encode(b"\x00\xff").decode()}},
-            "SequenceNumber": written["dynamodb"]["SequenceNumber"],
         },
-    }
-    del message["data"]
+        written["dynamodb"]["SequenceNumber"],
+    )
     send(clients["sqs"], demo_stack["poison_queue_url"], message)
 
     summary = replay.replay(
@@ -354,13 +291,16 @@ def test_to_stream_marks_an_unchanged_dynamodb_item_so_its_stream_gets_a_record(
     [_, again] = read_dynamodb_stream(aws_session, demo_stack["source_table_stream_arn"])
     assert again["eventName"] == "MODIFY"
     assert again["dynamodb"]["NewImage"] == {**image, REPLAYED_AT_ATTRIBUTE: marker}
-    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
+    assert peek(clients["sqs"], demo_stack["poison_queue_url"]) == []
 
 
 def test_a_truncated_poison_message_is_read_back_from_the_stream(demo_stack, clients):
     written = put_events(clients["kinesis"], demo_stack, "k-0007", 2)
     message = kinesis_poison(
-        demo_stack, {"key": "k-0007"}, written[1]["SequenceNumber"], written[1]["ShardId"]
+        demo_stack["kinesis_stream_arn"],
+        {"key": "k-0007"},
+        written[1]["SequenceNumber"],
+        written[1]["ShardId"],
     )
     del message["data"]
     message["truncated"] = True
@@ -410,7 +350,7 @@ def test_a_parked_record_replayed_to_an_ordered_processor_is_applied_exactly_onc
     processor.process(
         event(kinesis_record("k-0009", 5, body, arn=demo_stack["kinesis_stream_arn"]))
     )
-    [parked] = peek_queue(clients["sqs"], demo_stack["poison_queue_url"])
+    [parked] = peek(clients["sqs"], demo_stack["poison_queue_url"])
     broken["yes"] = False
     send(clients["sqs"], demo_stack["poison_queue_url"], json.loads(parked["Body"]))  # a copy
     target = HandlerTarget(lambda e, c: processor.process(e, c), "ordered", batch_size=100)
@@ -425,4 +365,4 @@ def test_a_parked_record_replayed_to_an_ordered_processor_is_applied_exactly_onc
         TableName=demo_stack["sink_table_name"], Key={"pk": {"S": "k-0009"}}
     )["Item"]
     assert (row["applied"], row["times"]) == ({"NS": ["1"]}, {"N": "1"})
-    assert peek_queue(clients["sqs"], demo_stack["poison_queue_url"]) == []
+    assert peek(clients["sqs"], demo_stack["poison_queue_url"]) == []

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from unreachable_aws import no_credentials, unreachable_endpoint
 
-from streamline.emulator import free_port
 from streamline.tools import load, verify
 from streamline.tools.load import Event, Source
 from streamline.tools.manifest import write_manifest
@@ -69,17 +69,12 @@ class Setup:
 
 
 def without_credentials(setup: Setup) -> list[str]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        setup.monkeypatch.delenv(name, raising=False)
-    setup.monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(setup.tmp / "none"))
-    setup.monkeypatch.setenv("AWS_CONFIG_FILE", str(setup.tmp / "none"))
-    setup.monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    no_credentials(setup.monkeypatch, setup.tmp)
     return setup.args()
 
 
 def endpoint_down(setup: Setup) -> list[str]:
-    setup.monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    setup.monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    unreachable_endpoint(setup.monkeypatch)
     return setup.args()
 
 

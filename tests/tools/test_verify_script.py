@@ -3,12 +3,12 @@ payload; loss, duplicates, reorders and unexpected parks make it fail."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from queue_messages import dynamodb_poison, kinesis_poison
 
 from streamline.tools import manifest, verify
 from streamline.tools.verify import ParkedEvent, SentEvent, SinkRow, assess, chain, parked_event
@@ -152,7 +152,7 @@ def test_keys_of_other_runs_are_ignored():
 
 def replayed(row_: SinkRow, *entries: tuple[int, str]) -> SinkRow:
     """The row after a replay applied these (n, payload)s."""
-    digests = tuple((n, verify.payload_digest(payload)) for n, payload in entries)
+    digests = tuple((n, manifest.payload_sha256(payload)) for n, payload in entries)
     return SinkRow(row_.key, row_.last_n, row_.count, row_.h, replayed=digests)
 
 
@@ -227,48 +227,22 @@ def test_rows_of_this_run_missing_from_the_manifest_fail():
     assert report.details == ["in the sink but not in the manifest: k-r1-0002"]
 
 
+KINESIS_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+DYNAMODB_STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
+
+
 def kinesis_poison_message(body: dict, **overrides) -> str:
-    message = {
-        "version": "1",
-        "source": "kinesis",
-        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
-        "shardId": "shardId-000000000000",
-        "partitionKey": body["key"],
-        "sequenceNumber": "42",
-        "subSequenceNumber": 0,
-        "data": base64.b64encode(json.dumps(body).encode()).decode(),
-        "error": {"type": "PoisonEventError", "message": "poison", "traceback": "..."},
-        "attempts": 3,
-        "firstFailureAt": "2026-01-01T00:00:00Z",
-        "parkedAt": "2026-01-01T00:00:01Z",
-    }
-    message.update(overrides)
-    return json.dumps(message)
+    return json.dumps(kinesis_poison(KINESIS_ARN, body, "42", **overrides))
 
 
 def dynamodb_poison_message(key: str, n: int, payload: str) -> str:
     image = {"pk": key, "n": n, "payload": payload, "poison": True}
     serializer = TypeSerializer()
-    return json.dumps(
-        {
-            "version": "1",
-            "source": "dynamodb",
-            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
-            "shardId": "",
-            "partitionKey": json.dumps({"pk": key}),
-            "sequenceNumber": "100",
-            "subSequenceNumber": 0,
-            "dynamodb": {
-                "Keys": {"pk": {"S": key}},
-                "NewImage": {k: serializer.serialize(v) for k, v in image.items()},
-                "SequenceNumber": "100",
-            },
-            "error": {"type": "PoisonEventError", "message": "poison", "traceback": "..."},
-            "attempts": 3,
-            "firstFailureAt": "2026-01-01T00:00:00Z",
-            "parkedAt": "2026-01-01T00:00:01Z",
-        }
-    )
+    stream_record = {
+        "Keys": {"pk": {"S": key}},
+        "NewImage": {k: serializer.serialize(v) for k, v in image.items()},
+    }
+    return json.dumps(dynamodb_poison(DYNAMODB_STREAM_ARN, stream_record))
 
 
 def test_poison_messages_of_both_sources_decode_to_their_event():

@@ -4,7 +4,6 @@ made visible again at the end and on SIGINT/SIGTERM, and messages another reader
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -14,14 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from queue_messages import kinesis_poison
 
+from streamline.paths import REPO_ROOT
 from streamline.tools import load, verify
 from streamline.tools.load import Event, Source
 from streamline.tools.manifest import write_manifest
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = "k-r1-0001"
 # n=2 and n=4 are poison: parked, they leave the chain 1, 3, 5.
 EVENTS = [Event(i, Source.KINESIS, KEY, i + 1, f"p{i + 1}", poison=i in (1, 3)) for i in range(5)]
@@ -51,20 +51,7 @@ def given_a_run(demo_stack: dict, aws_session, tmp_path, applied: tuple[int, ...
 
 
 def park(sqs, stack: dict, event: Event) -> None:
-    message = {
-        "version": "1",
-        "source": "kinesis",
-        "eventSourceARN": stack["kinesis_stream_arn"],
-        "shardId": "shardId-000000000000",
-        "partitionKey": event.key,
-        "sequenceNumber": str(event.n * 10),
-        "subSequenceNumber": 0,
-        "data": base64.b64encode(event.data()).decode(),
-        "error": {"type": "PoisonEventError", "message": "poison", "traceback": "..."},
-        "attempts": 1,
-        "firstFailureAt": "2026-01-01T00:00:00Z",
-        "parkedAt": "2026-01-01T00:00:01Z",
-    }
+    message = kinesis_poison(stack["kinesis_stream_arn"], event.body(), str(event.n * 10))
     sqs.send_message(QueueUrl=stack["poison_queue_url"], MessageBody=json.dumps(message))
 
 
