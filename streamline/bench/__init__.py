@@ -1,23 +1,38 @@
 """`make bench`: every benchmark of the project, one JSON object per line.
 
-Each module listed in BENCH_MODULES exposes `run() -> Iterator[dict]`; every dict has a
-"name" and its figures.
+Each module named in BENCHMARKS exposes `run() -> Iterator[dict]`; every dict has a "name"
+and its figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
 
-BENCH_MODULES = ["streamline.bench.processor", "streamline.bench.esm"]
+BENCHMARKS = {
+    "processor": "streamline.bench.processor",  # the ordered processor against Powertools
+    "esm": "streamline.bench.esm",  # the local runner against a bare GetRecords loop
+}
 
 
-def main(argv: list[str]) -> int:
-    wanted = set(argv)
-    for module_name in BENCH_MODULES:
-        short = module_name.rsplit(".", 1)[-1].removeprefix("bench_")
-        if wanted and short not in wanted:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description="Run the benchmarks; print one JSON object per line.",
+        epilog="example: python scripts/bench.py esm",
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"one of {', '.join(BENCHMARKS)} (default: all)"
+    )
+    wanted = set(parser.parse_args(argv).names)
+    unknown = wanted - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    wanted = wanted or set(BENCHMARKS)
+    for short, module_name in BENCHMARKS.items():
+        if short not in wanted:
             continue
         module = importlib.import_module(module_name)
         for result in module.run():
