@@ -10,6 +10,7 @@ digits, beyond a DynamoDB number's 38 digits of precision.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ from processor.exceptions import (
     CheckpointStoreUnavailable,
     EffectRejectedError,
     StaleCheckpointError,
+    StateConflictError,
+    StateError,
 )
 from processor.records import Position
 
@@ -34,6 +37,9 @@ _SEQUENCE_DIGITS = 130  # Kinesis: 0|([1-9]\d{0,128})
 _SUB_SEQUENCE_DIGITS = 20
 # Unsettled positions kept per key: ~60 bytes each in DynamoDB, well inside the 400 KB item.
 MAX_UNSETTLED = 2000
+# A key's state, as JSON text, stays below DynamoDB's 400 KB item limit with room for the
+# item's key and attributes. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html
+MAX_STATE_BYTES = 390_000
 
 
 class CheckpointKey(NamedTuple):
@@ -82,6 +88,44 @@ class CheckpointUpdate:
     unsettled_truncated: bool = False  # some unsettled records were not kept (sticky)
 
 
+class StateKey(NamedTuple):
+    """Whose state: a key's state belongs to its event source, not to a shard, so that it
+    survives a reshard (the key's records move to a child shard)."""
+
+    event_source_arn: str
+    partition_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    value: Any = None  # the decoded JSON; None: no state yet
+    version: int = 0  # bumped by every commit; 0: never committed
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """A key's new state, committed only if the stored one is still at `expected_version`."""
+
+    key: StateKey
+    encoded: str  # the state as JSON text (`encode_state`)
+    expected_version: int
+
+
+def encode_state(value: Any) -> str:
+    """A state as the JSON text the store keeps; StateError when it cannot be kept."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"the state is not JSON: {exc}") from exc
+    # ensure_ascii (json's default) makes one character one byte.
+    if len(text) > MAX_STATE_BYTES:
+        raise StateError(
+            f"the state is {len(text)} bytes as JSON, past the {MAX_STATE_BYTES} a DynamoDB "
+            "item can hold: keep large data elsewhere and a reference in the state"
+        )
+    return text
+
+
 @dataclass
 class StoreStats:
     reads: int = 0  # read calls (a batch read of many keys counts once)
@@ -104,6 +148,21 @@ class CheckpointStore(Protocol):
         (the effect was committed before), EffectRejectedError when an effect's own condition
         fails, CheckpointStoreUnavailable for anything else.
         """
+
+    def load_states(self, keys: Iterable[StateKey]) -> dict[StateKey, StoredState]: ...
+
+    def commit_state(
+        self, update: CheckpointUpdate, state: StateWrite, effects: Sequence[dict] = ()
+    ) -> None:
+        """Commit a key's new state, its checkpoint and the effects, all or nothing.
+
+        Raises StateConflictError when the state is no longer at `state.expected_version`,
+        StaleCheckpointError when the checkpoint is already at or past the update's position,
+        EffectRejectedError and CheckpointStoreUnavailable as `commit_with_effects` does.
+        """
+
+    def state_of(self, event_source_arn: str, partition_key: str) -> Any:
+        """A key's committed state, or None."""
 
 
 def encode_position(position: Position) -> str:
@@ -135,6 +194,7 @@ class MemoryCheckpointStore:
 
     def __init__(self) -> None:
         self._states: dict[CheckpointKey, KeyState] = {}
+        self._key_states: dict[StateKey, tuple[str, int]] = {}  # (JSON text, version)
         self._lock = threading.Lock()
         self.effects: list[dict] = []
         self.stats = StoreStats()
@@ -164,6 +224,37 @@ class MemoryCheckpointStore:
                 raise StaleCheckpointError(update.key, update.replayed)
             self._apply(update)
             self.effects.extend(effects)
+
+    def load_states(self, keys: Iterable[StateKey]) -> dict[StateKey, StoredState]:
+        self.stats.reads += 1
+        with self._lock:
+            stored = {key: self._key_states[key] for key in keys if key in self._key_states}
+        return {
+            key: StoredState(json.loads(text), version) for key, (text, version) in stored.items()
+        }
+
+    def commit_state(
+        self, update: CheckpointUpdate, state: StateWrite, effects: Sequence[dict] = ()
+    ) -> None:
+        with self._lock:
+            self.stats.writes += 1
+            _, version = self._key_states.get(state.key, ("", 0))
+            if version != state.expected_version:
+                raise StateConflictError(state.key, state.expected_version)
+            current = self._states.get(update.key, KeyState())
+            position = current.position
+            if position is not None and update.position is not None and position >= update.position:
+                raise StaleCheckpointError(update.key, update.position)
+            if current.replayed.intersection(update.replayed):
+                raise StaleCheckpointError(update.key, update.replayed)
+            self._apply(update)
+            self._key_states[state.key] = (state.encoded, version + 1)
+            self.effects.extend(effects)
+
+    def state_of(self, event_source_arn: str, partition_key: str) -> Any:
+        with self._lock:
+            stored = self._key_states.get(StateKey(event_source_arn, partition_key))
+        return None if stored is None else json.loads(stored[0])
 
     def _apply(self, update: CheckpointUpdate) -> None:
         current = self._states.get(update.key, KeyState())
@@ -212,6 +303,8 @@ class DynamoDBCheckpointStore:
     boto3_session: Any = None
     ttl_s: int = DEFAULT_TTL_S
     max_parallel_writes: int = 16
+    # A key's state is durable data: it outlives the checkpoints' TTL unless this is set.
+    state_ttl_s: int | None = None
     stats: StoreStats = field(default_factory=StoreStats)
 
     key_attr = "pk"
@@ -221,10 +314,85 @@ class DynamoDBCheckpointStore:
     def item_key(key: CheckpointKey) -> str:
         return f"{key.event_source_arn}#{key.shard_id}#{key.partition_key}"
 
+    @staticmethod
+    def state_item_key(key: StateKey) -> str:
+        # "state#" keeps these apart from checkpoint items, whose keys start with "arn:".
+        return f"state#{key.event_source_arn}#{key.partition_key}"
+
     def load(self, keys: Iterable[CheckpointKey]) -> dict[CheckpointKey, KeyState]:
         by_item_key = {self.item_key(key): key for key in keys}
-        pending = list(by_item_key)
-        states: dict[CheckpointKey, KeyState] = {}
+        items = self._batch_get(list(by_item_key))
+        return {by_item_key[k]: _state_from_item(item) for k, item in items.items()}
+
+    def load_states(self, keys: Iterable[StateKey]) -> dict[StateKey, StoredState]:
+        by_item_key = {self.state_item_key(key): key for key in keys}
+        items = self._batch_get(list(by_item_key))
+        return {by_item_key[k]: _stored_state(item) for k, item in items.items()}
+
+    def state_of(self, event_source_arn: str, partition_key: str) -> Any:
+        key = self.state_item_key(StateKey(event_source_arn, partition_key))
+        self.stats.reads += 1
+        response = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key={self.key_attr: {"S": key}},
+            ConsistentRead=True,
+        )
+        return _stored_state(response["Item"]).value if "Item" in response else None
+
+    def commit_state(
+        self, update: CheckpointUpdate, state: StateWrite, effects: Sequence[dict] = ()
+    ) -> None:
+        names = {"#state": "state", "#ver": "version"}
+        values = {
+            ":state": {"S": state.encoded},
+            ":next": {"N": str(state.expected_version + 1)},
+        }
+        expression = "SET #state = :state, #ver = :next"
+        if state.expected_version:
+            values[":ver"] = {"N": str(state.expected_version)}
+            condition = "#ver = :ver"
+        else:
+            condition = "attribute_not_exists(#ver)"
+        if self.state_ttl_s:
+            names["#exp"] = "expires_at"
+            values[":exp"] = {"N": str(int(time.time()) + self.state_ttl_s)}
+            expression += ", #exp = :exp"
+        state_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {self.key_attr: {"S": self.state_item_key(state.key)}},
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+        checkpoint = {"Update": self._update_request(update, strictly_forward=True)}
+        self.stats.writes += 1
+        try:
+            self._call(
+                "transact_write_items",
+                passthrough="TransactionCanceledException",
+                TransactItems=[state_update, checkpoint, *effects],
+            )
+        except ClientError as exc:  # only TransactionCanceledException passes through
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [reason.get("Code") for reason in reasons]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                raise StateConflictError(state.key, state.expected_version) from exc
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                raise StaleCheckpointError(update.key, update.position) from exc
+            if "ConditionalCheckFailed" in codes[2:]:
+                raise EffectRejectedError(
+                    f"a transaction item's condition failed: {codes}", reasons=reasons
+                ) from exc
+            raise CheckpointStoreUnavailable(f"transaction for {state.key}: {exc}") from exc
+
+    def _batch_get(self, item_keys: list[str]) -> dict[str, dict]:
+        """The items of these keys that exist, by key: consistent reads, 100 a request."""
+        pending = item_keys
+        found: dict[str, dict] = {}
         while pending:
             chunk, pending = pending[:100], pending[100:]  # BatchGetItem's limit
             request = {
@@ -237,11 +405,11 @@ class DynamoDBCheckpointStore:
                 self.stats.reads += 1
                 response = self._call("batch_get_item", RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):
-                    states[by_item_key[item[self.key_attr]["S"]]] = _state_from_item(item)
+                    found[item[self.key_attr]["S"]] = item
                 request = response.get("UnprocessedKeys") or None
                 if request:
                     time.sleep(0.05)
-        return states
+        return found
 
     def save(self, updates: Sequence[CheckpointUpdate]) -> None:
         if not updates:
@@ -405,6 +573,13 @@ def _state_from_item(item: dict) -> KeyState:
     )
 
 
+def _stored_state(item: dict) -> StoredState:
+    return StoredState(
+        json.loads(item.get("state", {}).get("S", "null")),
+        int(item.get("version", {}).get("N", "0")),
+    )
+
+
 def _positions(item: dict, name: str) -> frozenset[Position]:
     return frozenset(decode_position(p) for p in item.get(name, {}).get("SS", []))
 
@@ -416,8 +591,13 @@ __all__ = [
     "DynamoDBCheckpointStore",
     "KeyState",
     "MAX_UNSETTLED",
+    "MAX_STATE_BYTES",
     "MemoryCheckpointStore",
+    "StateKey",
+    "StateWrite",
     "StoreStats",
+    "StoredState",
     "decode_position",
     "encode_position",
+    "encode_state",
 ]

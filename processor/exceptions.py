@@ -53,3 +53,24 @@ class EffectRejectedError(StreamlineError):
 
 class PoisonSinkUnavailable(StreamlineError):
     """A record could not be parked; the batch fails so the record is not lost."""
+
+
+class StateConflictError(StreamlineError):
+    """A key's state moved since this invocation loaded it (another invocation committed).
+
+    Nothing of this invocation is kept for the key; its records are retried from the stored
+    state.
+    """
+
+    def __init__(self, key: object, version: object) -> None:
+        super().__init__(f"state of {key} is no longer at version {version}")
+        self.key = key
+        self.version = version
+
+
+class StateError(StreamlineError):
+    """A fold returned a state that cannot be stored: not JSON, or past DynamoDB's item limit.
+
+    It fails the record that produced it (and parks it after max_attempts), like any error of
+    the user's code.
+    """

@@ -14,9 +14,11 @@ Rules (docs/architecture.md, "processor/ — inside one invocation"):
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from processor.checkpoint import (
@@ -25,6 +27,10 @@ from processor.checkpoint import (
     CheckpointStore,
     CheckpointUpdate,
     KeyState,
+    StateKey,
+    StateWrite,
+    StoredState,
+    encode_state,
 )
 from processor.contracts import (
     REPLAY_MARKER,
@@ -34,7 +40,12 @@ from processor.contracts import (
     replay_record_id,
     success_response,
 )
-from processor.exceptions import EffectRejectedError, StaleCheckpointError
+from processor.exceptions import (
+    EffectRejectedError,
+    StaleCheckpointError,
+    StateConflictError,
+    StateError,
+)
 from processor.poison import PoisonSink, build_poison_message, utc_now
 from processor.records import BatchItem, Position, Record, Unparseable, parse_event
 
@@ -42,6 +53,25 @@ RecordHandler = Callable[[Record], Sequence[dict] | None]
 """The user's business logic. Raise to fail the record. Return a list of DynamoDB
 TransactWriteItems items to have them committed in one transaction with the record's
 checkpoint; any other return value is ignored."""
+
+StateFold = Callable[[Record, Any], Any]
+"""Keyed state: the user's fold turns a key's state (None at first) and its next record into
+the key's new state (JSON-able), or into `NewState(state, effects)`. Raise to fail the record."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewState:
+    """What a fold returns when the record also has DynamoDB transaction items to commit with
+    the key's state."""
+
+    state: Any
+    effects: Sequence[dict] = ()
+
+
+# TransactWriteItems takes 100 items; a key's commit spends two on its state and checkpoint.
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+MAX_EFFECTS_PER_COMMIT = 98
+DEFAULT_MAX_CONCURRENCY_KEYED = 16
 
 MIN_SAFETY_MARGIN_MS = 200
 MAX_SAFETY_MARGIN_MS = 10_000
@@ -92,6 +122,8 @@ class _Batch:
         self.unsettled: dict[int, set[Position]] = {}  # the key's new set, once it changes
         self.retry_from: BatchItem | None = None
         self.report = empty_replay_report() if replay else None
+        self.folds: dict[int, _KeyFold] = {}  # keyed state only
+        self._lock = threading.Lock()  # keys may run in threads: the shared parts
 
     def advance(self, key_id: int, position: Position | None) -> None:
         """The key's record at `position` is done (applied or parked); never moves back."""
@@ -238,19 +270,81 @@ class _Batch:
     def retry_from_here(self, item: BatchItem | None) -> None:
         if item is None or item.sequence_number is None:
             return
-        current = self.retry_from
-        if current is None or int(item.sequence_number) < int(current.sequence_number):
-            self.retry_from = item
+        with self._lock:
+            current = self.retry_from
+            if current is None or int(item.sequence_number) < int(current.sequence_number):
+                self.retry_from = item
 
     def note(self, outcome: str, item: BatchItem) -> None:
         """Replays only: what happened to this record, for the ReplayReport."""
         if self.report is not None and item.sequence_number is not None:
-            self.report[outcome].append(
-                replay_record_id(item.sequence_number, item.sub_sequence_number)
+            with self._lock:
+                self.report[outcome].append(
+                    replay_record_id(item.sequence_number, item.sub_sequence_number)
+                )
+
+    def unnote(self, outcome: str, item: BatchItem) -> None:
+        if self.report is not None and item.sequence_number is not None:
+            record_id = replay_record_id(item.sequence_number, item.sub_sequence_number)
+            with self._lock:
+                if record_id in self.report[outcome]:
+                    self.report[outcome].remove(record_id)
+
+
+@dataclass
+class _Chunk:
+    """Records of one key folded into its state, committed together (≤ 100 items)."""
+
+    start_position: Position | None  # the key's position before the first record
+    records: list[Record] = field(default_factory=list)
+    effects: list[dict] = field(default_factory=list)
+    position: Position | None = None  # the last record's
+    encoded: str = ""  # the state after the last record, as JSON
+
+
+class _KeyFold:
+    """One key's state through one invocation: folded in memory, record by record, and
+    committed with the key's checkpoint once at the end (more often only when its effects
+    pass one transaction's size). Until then nothing of it is stored."""
+
+    def __init__(
+        self, fold: StateFold, key: StateKey, stored: StoredState, batch: _Batch, key_id: int
+    ) -> None:
+        self.fold = fold
+        self.key = key
+        self.batch = batch
+        self.key_id = key_id
+        self.value = stored.value
+        self.version = stored.version  # what the next commit expects to find
+        self.chunks: list[_Chunk] = []
+
+    def __call__(self, record: Record) -> None:
+        """The per-record `apply` of a keyed-state key: returns no effects, since they are
+        committed with the state."""
+        outcome = self.fold(record, self.value)
+        if isinstance(outcome, NewState):
+            value, effects = outcome.state, list(outcome.effects)
+        else:
+            value, effects = outcome, []
+        if len(effects) > MAX_EFFECTS_PER_COMMIT:
+            raise StateError(
+                f"{len(effects)} transaction items for one record: at most "
+                f"{MAX_EFFECTS_PER_COMMIT} fit in a transaction with the key's state"
             )
+        encoded = encode_state(value)  # raises StateError: the record fails, nothing changes
+        chunk = self.chunks[-1] if self.chunks else None
+        if chunk is None or len(chunk.effects) + len(effects) > MAX_EFFECTS_PER_COMMIT:
+            chunk = _Chunk(self.batch.positions[self.key_id])
+            self.chunks.append(chunk)
+        chunk.records.append(record)
+        chunk.effects.extend(effects)
+        chunk.position = record.position
+        chunk.encoded = encoded
+        self.value = value
 
 
 _NO_STATE = KeyState()
+_NO_STORED_STATE = StoredState()
 _EFFECT_TYPES = (list, tuple)  # a tuple: isinstance() with a union type is slower
 
 
@@ -266,10 +360,19 @@ class OrderedProcessor:
         logger: Any = None,
         metrics: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        keyed_state: bool = False,
+        max_concurrency: int | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if max_concurrency is None:
+            max_concurrency = DEFAULT_MAX_CONCURRENCY_KEYED if keyed_state else 1
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.apply = apply
+        # With keyed_state, `apply` is a StateFold: fold(record, state) -> new state.
+        self.keyed_state = keyed_state
+        self.max_concurrency = max_concurrency
         self.checkpoints = checkpoints
         self.poison = poison
         self.max_attempts = max_attempts
@@ -301,8 +404,19 @@ class OrderedProcessor:
         # A store that cannot be read raises here, before anything ran: Lambda retries.
         batch = _Batch(keys, self.checkpoints.load(keys) if keys else {}, replay)
         result = BatchResult(response=success_response())
+        if self.keyed_state and keys:
+            state_keys = {StateKey(key.event_source_arn, key.partition_key) for key in keys}
+            stored = self.checkpoints.load_states(state_keys)
+            for key_id, key in enumerate(keys):
+                state_key = StateKey(key.event_source_arn, key.partition_key)
+                batch.folds[key_id] = _KeyFold(
+                    self.apply, state_key, stored.get(state_key, _NO_STORED_STATE), batch, key_id
+                )
         try:
-            self._run_all(items, key_ids, batch, result, deadline)
+            if self.keyed_state or self.max_concurrency > 1:
+                self._run_by_key(items, key_ids, batch, result, deadline)
+            else:
+                self._run_all(items, key_ids, batch, result, deadline)
         finally:
             # Flushed on success and before any re-raise (the applied records stay applied).
             self.checkpoints.save(batch.updates())
@@ -316,7 +430,7 @@ class OrderedProcessor:
         self.last_result = result
         return result
 
-    def _run_all(
+    def _run_by_key(
         self,
         items: list[BatchItem],
         key_ids: list[int],
@@ -324,8 +438,128 @@ class OrderedProcessor:
         result: BatchResult,
         deadline: float | None,
     ) -> None:
+        """Each key's records in order, keys side by side on up to `max_concurrency` threads;
+        returns once every key has finished or stopped (a key's infrastructure error is
+        re-raised then)."""
+        runs: dict[int, list[BatchItem]] = {}
+        for key_id, item in zip(key_ids, items, strict=True):
+            runs.setdefault(key_id, []).append(item)
+
+        def run_key(key_id: int) -> BatchResult:
+            key_result = BatchResult(response=result.response)
+            fold = batch.folds.get(key_id)
+            run = runs[key_id]
+            try:
+                self._run_all(run, [key_id] * len(run), batch, key_result, deadline, fold)
+            except BaseException as exc:
+                if fold is not None:  # the flush must not move the key past its stored state
+                    self._lose_state(key_id, fold, 0, batch, None, exc)
+                raise
+            if fold is not None:
+                self._commit_state(key_id, fold, batch, key_result)
+            return key_result
+
+        workers = min(self.max_concurrency, len(runs))
+        if workers <= 1:
+            outcomes = [run_key(key_id) for key_id in runs]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="key") as pool:
+                futures = [pool.submit(run_key, key_id) for key_id in runs]
+            outcomes = [future.result() for future in futures]  # the first error re-raises
+        for outcome in outcomes:
+            for name in ("applied", "duplicates", "failed", "parked", "blocked", "unprocessed"):
+                setattr(result, name, getattr(result, name) + getattr(outcome, name))
+
+    def _commit_state(
+        self, key_id: int, fold: _KeyFold, batch: _Batch, result: BatchResult
+    ) -> bool:
+        """The key's one write: its state, checkpoint and effects in one transaction per
+        chunk (one chunk unless its effects pass a transaction's size). False when another
+        invocation moved the key and nothing from the lost chunk on was kept."""
+        for index, chunk in enumerate(fold.chunks):
+            last = index == len(fold.chunks) - 1
+            if batch.replay:
+                replayed = [r.position for r in chunk.records]
+                update = batch.replay_update(key_id, replayed)
+            elif last:
+                update = batch.update_for(key_id, batch.positions[key_id])
+            else:
+                update = CheckpointUpdate(batch.keys[key_id], chunk.position)
+            write = StateWrite(fold.key, chunk.encoded, fold.version)
+            try:
+                self.checkpoints.commit_state(update, write, chunk.effects)
+            except (StateConflictError, StaleCheckpointError) as exc:
+                self._lose_state(key_id, fold, index, batch, result, exc)
+                return False
+            except BaseException as exc:
+                self._lose_state(key_id, fold, index, batch, None, exc, in_doubt=True)
+                raise
+            fold.version += 1
+        if fold.chunks:
+            batch.parked.pop(key_id, None)
+            batch.replayed.pop(key_id, None)
+            batch.dirty[key_id] = False
+            fold.chunks.clear()
+        return True
+
+    def _lose_state(
+        self,
+        key_id: int,
+        fold: _KeyFold,
+        first_lost: int,
+        batch: _Batch,
+        result: BatchResult | None,
+        exc: BaseException,
+        in_doubt: bool = False,
+    ) -> None:
+        """Nothing of the key's chunks from `first_lost` on is kept: another invocation moved
+        the key (or this one is failing). The checkpoint stays at what was committed; the
+        records count as left unapplied, and the retry folds them from the stored state (or
+        skips them as duplicates). `in_doubt`: the first lost chunk's commit failed with no
+        answer, so it may have landed; its records are not claimed unapplied (a replay
+        would apply them twice), only left for the retry, whose dedup decides."""
+        lost = fold.chunks[first_lost:]
+        del fold.chunks[first_lost:]
+        records = [record for chunk in lost for record in chunk.records]
+        if not records:
+            return
+        doubtful = {id(record) for record in lost[0].records} if in_doubt else set()
+        # Not applied, so not "replayed" either (had the doubtful commit landed, it recorded
+        # them itself, with the state).
+        lost_positions = {record.position for record in records}
+        replayed = [p for p in batch.replayed.get(key_id, ()) if p not in lost_positions]
+        batch.replayed[key_id] = replayed
+        if batch.replay:
+            for record in records:
+                batch.unnote("applied", record)
+                batch.note("failed", record)
+        else:
+            batch.positions[key_id] = lost[0].start_position
+            for record in records:
+                if id(record) not in doubtful:
+                    batch.unsettle(key_id, record)
+        if result is None:
+            return  # the batch is failing: Lambda retries all of it
+        batch.retry_from_here(records[0])
+        result.applied -= len(records)
+        result.unprocessed += len(records)
+        self.logger.warning(
+            "key's state moved in another invocation; its records are left for the retry",
+            extra={**_coordinates(records[0]), "outcome": "retry", "error": str(exc)},
+        )
+
+    def _run_all(
+        self,
+        items: list[BatchItem],
+        key_ids: list[int],
+        batch: _Batch,
+        result: BatchResult,
+        deadline: float | None,
+        apply: RecordHandler | None = None,
+    ) -> None:
         # The per-record loop: the common path (a new record that applies) stays inline.
-        apply, positions, dirty, blocked = self.apply, batch.positions, batch.dirty, batch.blocked
+        apply = apply or self.apply
+        positions, dirty, blocked = batch.positions, batch.dirty, batch.blocked
         clock = self.clock
         guarded, replay = batch.guarded, batch.replay
         for index, (key_id, item) in enumerate(zip(key_ids, items, strict=True)):
@@ -338,7 +572,7 @@ class OrderedProcessor:
                 batch.note("blocked", item)
                 continue
             if replay:
-                self._replay_one(item, key_id, batch, result)
+                self._replay_one(item, key_id, batch, result, apply)
                 continue
             # Dedup comes first for every record, parseable or not: a redelivered record
             # that was parked (or applied) is behind its key's checkpoint.
@@ -353,9 +587,9 @@ class OrderedProcessor:
                 batch.advance(key_id, position)
                 continue
             if type(item) is Unparseable:
-                self._park(item, key_id, batch, item.error, attempts=1, first_failure_at=utc_now())
-                batch.park(key_id, position)
-                result.parked += 1
+                self._park(
+                    item, key_id, batch, result, item.error, attempts=1, first_failure_at=utc_now()
+                )
                 continue
             try:
                 effects = apply(item)
@@ -372,7 +606,14 @@ class OrderedProcessor:
                 dirty[key_id] = True
             result.applied += 1
 
-    def _replay_one(self, item: BatchItem, key_id: int, batch: _Batch, result: BatchResult):
+    def _replay_one(
+        self,
+        item: BatchItem,
+        key_id: int,
+        batch: _Batch,
+        result: BatchResult,
+        apply: RecordHandler,
+    ) -> None:
         """A replayed record is applied only if the processor never applied it, and once."""
         if type(item) is Unparseable:  # it cannot parse now either
             if item.position is not None and item.position in batch.states[key_id].parked:
@@ -393,7 +634,7 @@ class OrderedProcessor:
             result.duplicates += 1
             return
         try:
-            effects = self.apply(item)
+            effects = apply(item)
         except Exception as exc:
             self._fail(item, key_id, exc, batch, result)
             return
@@ -496,10 +737,14 @@ class OrderedProcessor:
         coordinates = _coordinates(item)
         if attempts >= self.max_attempts:
             self._park(
-                item, key_id, batch, exc, attempts=attempts, first_failure_at=first_failure_at
+                item,
+                key_id,
+                batch,
+                result,
+                exc,
+                attempts=attempts,
+                first_failure_at=first_failure_at,
             )
-            batch.park(key_id, item.position)
-            result.parked += 1
             return
         self.logger.warning(
             "record failed; its key waits for the retry",
@@ -520,11 +765,22 @@ class OrderedProcessor:
         item: BatchItem,
         key_id: int,
         batch: _Batch,
+        result: BatchResult,
         exc: BaseException,
         *,
         attempts: int,
         first_failure_at: str,
-    ):
+    ) -> None:
+        """Park the record, and count it done: its key goes on."""
+        fold = batch.folds.get(key_id)
+        if fold is not None and fold.chunks and not self._commit_state(key_id, fold, batch, result):
+            # Keyed state: the key's earlier records commit before this one leaves for the
+            # poison queue (per-key order holds on the queue too). They were lost to another
+            # invocation, so this record waits behind them for the retry.
+            batch.blocked[key_id] = True
+            batch.unsettle(key_id, item)
+            result.unprocessed += 1
+            return
         message = build_poison_message(
             item, exc, attempts=attempts, first_failure_at=first_failure_at
         )
@@ -554,6 +810,8 @@ class OrderedProcessor:
                 "truncated": bool(message.get("truncated")),
             },
         )
+        batch.park(key_id, item.position)
+        result.parked += 1
 
     def _deadline(self, context: Any, started: float) -> float | None:
         remaining = getattr(context, "get_remaining_time_in_millis", None)

@@ -25,6 +25,7 @@ from processor import OrderedProcessor
 from processor.checkpoint import MemoryCheckpointStore
 from processor.contracts import REPLAY_MARKER, REPLAY_SUB_SEQUENCE_NUMBER, replay_record_id
 from processor.exceptions import CheckpointStoreUnavailable
+from processor.ordering import NewState
 from processor.poison import MemoryPoisonSink
 from processor.records import Position
 
@@ -99,10 +100,23 @@ class FlakyStore:
     def commit_with_effects(self, update, effects):
         self._before_write("commit")
         self.inner.commit_with_effects(update, effects)
+        self._note(effects)
+        self._after_write("commit")
+
+    def load_states(self, keys):
+        self._maybe_fail("load states")
+        return self.inner.load_states(keys)
+
+    def commit_state(self, update, state, effects=()):
+        self._before_write("commit state")
+        self.inner.commit_state(update, state, effects)
+        self._note(effects)
+        self._after_write("commit state")
+
+    def _note(self, effects) -> None:
         for effect in effects:
             put = effect["Put"]
             self.timeline.append((put["key"], put["position"], put["replay"]))
-        self._after_write("commit")
 
     def _before_write(self, operation: str) -> None:
         if not self.faults.store_write_failures:
@@ -138,15 +152,16 @@ class TimelineSink(MemoryPoisonSink):
 class Application:
     """The user's business logic: fails by each record's fate; returns its effect."""
 
-    def __init__(self, users: dict[Position, UserRecord], transactional: bool):
+    def __init__(self, users: dict[Position, UserRecord], transactional: bool, keyed: bool):
         self.users = users
-        self.transactional = transactional
+        self.transactional = transactional or keyed
+        self.keyed = keyed  # a fold: the key's state lists the positions it took in
         self.fixed = False  # the bug behind the poison records is fixed (before replays)
         self.plain_effects: list[tuple[str, Position, bool]] = []
         # (key, position, replayed) of every record settled: applied, or parked.
         self.timeline: list[tuple[str, Position, bool]] = []
 
-    def __call__(self, record):
+    def __call__(self, record, state=None):
         user = self.users[record.position]
         assert record.partition_key == user.key, (record.partition_key, user.key)
         if user.fate is Fate.POISON and not self.fixed:
@@ -158,7 +173,10 @@ class Application:
             self.plain_effects.append((user.key, record.position, record.replay))
             self.timeline.append((user.key, record.position, record.replay))
             return None
-        return [{"Put": {"key": user.key, "position": record.position, "replay": record.replay}}]
+        effect = {"Put": {"key": user.key, "position": record.position, "replay": record.replay}}
+        if self.keyed:
+            return NewState([*(state or []), list(record.position)], [effect])
+        return [effect]
 
 
 class QuietLogger:
@@ -218,12 +236,13 @@ class Simulation:
         *,
         transactional: bool,
         max_attempts: int,
+        keyed: bool = False,
     ):
         self.stream = stream
         self.faults = faults
         self.rng = rng
         self.users = {u.position: u for record in stream for u in record.users}
-        self.app = Application(self.users, transactional)
+        self.app = Application(self.users, transactional, keyed)
         self.memory = MemoryCheckpointStore()
         self.store = FlakyStore(self.memory, rng, faults)
         self.poison = TimelineSink(self.app.timeline)
@@ -237,6 +256,8 @@ class Simulation:
             safety_margin_ms=0,
             clock=self.clock,
             logger=QuietLogger(),
+            keyed_state=keyed,
+            max_concurrency=1,  # threads would make the seeded faults land differently
         )
         self.outcome = Outcome()
         self.max_invocations = 40 * len(stream) + 200

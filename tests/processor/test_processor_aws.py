@@ -279,3 +279,71 @@ def test_demo_handler_applies_each_event_once_in_order_and_parks_poison(
     (parked,) = receive_all(aws_session, queue_url)
     assert json.loads(base64.b64decode(json.loads(parked["Body"])["data"]))["n"] == 99
     demo.build_processor.cache_clear()
+
+
+# --- keyed state ----------------------------------------------------------------------------
+
+
+def _total(record, state):
+    return {"total": (state or {}).get("total", 0) + int(record.sequence_number)}
+
+
+def test_keyed_state_commits_state_and_checkpoint_in_one_request_per_key(store):
+    processor = OrderedProcessor(
+        _total, checkpoints=store, poison=MemoryPoisonSink(), keyed_state=True, max_concurrency=4
+    )
+    records = [kinesis_record(key, seq, {}) for seq, key in enumerate("abcabcabc", start=1)]
+
+    processor.process(event(*records))
+
+    assert store.stats.writes == 3
+    assert store.state_of(KINESIS_ARN, "a") == {"total": 1 + 4 + 7}
+    assert store.state_of(KINESIS_ARN, "c") == {"total": 3 + 6 + 9}
+    assert store.load([KEY])[KEY].position == (7, 0)
+    assert store.state_of(KINESIS_ARN, "nobody") is None
+
+
+def test_a_state_write_behind_another_commit_is_a_conflict(store):
+    from processor.checkpoint import StateKey, StateWrite
+    from processor.exceptions import StateConflictError
+
+    state_key = StateKey(KINESIS_ARN, "a")
+    store.commit_state(CheckpointUpdate(KEY, (1, 0)), StateWrite(state_key, '{"n":1}', 0))
+
+    with pytest.raises(StateConflictError):
+        store.commit_state(CheckpointUpdate(KEY, (2, 0)), StateWrite(state_key, '{"n":2}', 0))
+
+    assert store.state_of(KINESIS_ARN, "a") == {"n": 1}
+    assert store.load([KEY])[KEY].position == (1, 0)
+    assert store.load_states([state_key])[state_key].version == 1
+
+
+def test_a_stale_checkpoint_keeps_the_state_and_the_effects_out(store, dynamodb, sink_table):
+    from processor.checkpoint import StateKey, StateWrite
+
+    state_key = StateKey(KINESIS_ARN, "a")
+    store.commit_state(CheckpointUpdate(KEY, (5, 0)), StateWrite(state_key, '{"n":1}', 0))
+    effect = {"Put": {"TableName": sink_table, "Item": {"pk": {"S": "a"}}}}
+
+    with pytest.raises(StaleCheckpointError):
+        store.commit_state(
+            CheckpointUpdate(KEY, (5, 0)), StateWrite(state_key, '{"n":2}', 1), [effect]
+        )
+
+    assert store.state_of(KINESIS_ARN, "a") == {"n": 1}
+    assert "Item" not in dynamodb.get_item(TableName=sink_table, Key={"pk": {"S": "a"}})
+
+
+def test_state_does_not_expire_with_the_checkpoints_unless_asked(store, dynamodb):
+    from processor.checkpoint import StateKey, StateWrite
+
+    state_key = StateKey(KINESIS_ARN, "a")
+    store.commit_state(CheckpointUpdate(KEY, (1, 0)), StateWrite(state_key, "1", 0))
+    item_key = {"pk": {"S": store.state_item_key(state_key)}}
+    item = dynamodb.get_item(TableName=store.table_name, Key=item_key)["Item"]
+    assert "expires_at" not in item
+
+    store.state_ttl_s = 3600
+    store.commit_state(CheckpointUpdate(KEY, (2, 0)), StateWrite(state_key, "2", 1))
+    item = dynamodb.get_item(TableName=store.table_name, Key=item_key)["Item"]
+    assert int(item["expires_at"]["N"]) > 0

@@ -148,23 +148,31 @@ def faults(draw, transactional: bool) -> Faults:
 
 scenarios = st.tuples(
     st.one_of(kinesis_stream(), dynamodb_stream()),
-    st.booleans(),  # transactional effects, or plain side effects
+    # plain side effects, transactional effects, or keyed state (a fold, with the effects)
+    st.sampled_from(["plain", "transactional", "keyed"]),
     st.integers(1, 4),  # max_attempts
     st.randoms(use_true_random=False),
 ).flatmap(
-    lambda s: st.tuples(st.just(s[0]), st.just(s[1]), st.just(s[2]), st.just(s[3]), faults(s[1]))
+    lambda s: st.tuples(
+        st.just(s[0]), st.just(s[1]), st.just(s[2]), st.just(s[3]), faults(s[1] != "plain")
+    )
 )
 
 
-def _run(stream, transactional, max_attempts, rng, fault_plan) -> Simulation:
-    if not transactional:
+def _run(stream, mode, max_attempts, rng, fault_plan) -> Simulation:
+    if mode == "plain":
         # Plain side effects are at-least-once when a checkpoint write is lost after the
         # effect; exactly-once is promised only with transaction items. Plain runs keep the
         # store's failures to reads, which happen before anything is applied.
         fault_plan.store_write_failures = False
         fault_plan.store_fails_after_write = False
     simulation = Simulation(
-        stream, fault_plan, rng, transactional=transactional, max_attempts=max_attempts
+        stream,
+        fault_plan,
+        rng,
+        transactional=mode == "transactional",
+        keyed=mode == "keyed",
+        max_attempts=max_attempts,
     )
     simulation.drain()
     return simulation
@@ -173,8 +181,8 @@ def _run(stream, transactional, max_attempts, rng, fault_plan) -> Simulation:
 @SIMULATION
 @given(scenarios)
 def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stuck(scenario):
-    stream, transactional, max_attempts, rng, fault_plan = scenario
-    simulation = _run(stream, transactional, max_attempts, rng, fault_plan)
+    stream, mode, max_attempts, rng, fault_plan = scenario
+    simulation = _run(stream, mode, max_attempts, rng, fault_plan)
     assert simulation.outcome.drained  # no shard stuck (the invocation bound holds)
 
     _label(simulation, stream)
@@ -263,12 +271,25 @@ def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stu
             or (parked_before_replay[position] == 0 and position in kept)
             or write_faults  # the park's checkpoint write was lost: parked again, same body
         ), position
+    if mode == "keyed":
+        # A key's state and its effects commit together: the state lists exactly the
+        # positions whose effects took effect, in the order they did.
+        arn = stream[0].raw["eventSourceARN"]
+        for key in {record.key for record in stream} | {user.key for user in users}:
+            state = simulation.memory.state_of(arn, key) or []
+            assert [tuple(p) for p in state] == [p for k, p, _ in after if k == key], (
+                key,
+                state,
+                after,
+            )
 
 
 def _label(simulation: Simulation, stream: list[StreamRecord]) -> None:
     """What each example exercised (pytest --hypothesis-show-statistics prints the share)."""
     source = "dynamodb" if "dynamodb" in stream[0].raw else "kinesis"
     event(f"source: {source}")
+    if simulation.app.keyed:
+        event("keyed state")
     if any(len(record.users) > 1 for record in stream):
         event("KPL aggregates")
     if any(not record.users for record in stream):
