@@ -1,10 +1,12 @@
 """The demo app's Lambda: applies `{key, n, payload}` events to a sink table, exactly once.
 
 Per key the sink row keeps `last_n`, `count` and a hash chain `h = sha256(h_prev || payload)`
-of the events applied in order. Every update is returned as a DynamoDB transaction item, so
-it commits together with the record's checkpoint: a redelivered record can never be applied
-twice. An event with `"poison": true` raises, so it is retried and then parked with its
-payload.
+of the events applied in order. The row is the key's keyed state (`SinkFold`): the processor
+folds a key's events in memory and commits the state, the key's checkpoint and the sink row
+in one transaction per key per batch, keys side by side (MAX_CONCURRENCY, default 16), so a
+redelivered record can never be applied twice. (`SinkApplier` is the same logic on the
+per-record API: a read and a transaction per record.) An event with `"poison": true` raises,
+so it is retried and then parked with its payload.
 
 The processor dedups by stream position; this handler also keeps its promise per produced
 event, which positions cannot see (`sink_action`):
@@ -21,8 +23,8 @@ event, which positions cannot see (`sink_action`):
   verify.py counts those as applied.
 
 Configuration (environment): CHECKPOINT_TABLE, SINK_TABLE, POISON_QUEUE_URL, MAX_ATTEMPTS
-(default 3), and Powertools' own POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE,
-POWERTOOLS_LOG_LEVEL.
+(default 3), MAX_CONCURRENCY (default 16), and Powertools' own POWERTOOLS_SERVICE_NAME,
+POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -202,6 +204,87 @@ class SinkApplier:
         return [sink_update(self.table_name, event, action, row)]
 
 
+@dataclass
+class SinkFold:
+    """The demo's keyed-state handler: a key's sink row is its state.
+
+    The fold decides with `sink_action`, as `SinkApplier` does, but from the state in memory:
+    no read per record. The processor commits the state, the key's checkpoint and the sink row
+    (`row_update`, derived from the state) in one transaction per key per batch.
+    """
+
+    table_name: str
+    log: Any = None
+
+    def __call__(self, record: Record, state: dict | None) -> dict | None:
+        event = demo_event(record)
+        if event is None:
+            return state
+        state = state or {"key": event.key, "last_n": 0, "count": 0, "h": ""}
+        row = SinkRow(
+            last_n=state["last_n"],
+            count=state["count"],
+            h=state["h"],
+            replayed_n=frozenset(state.get("replayed_n", ())),
+        )
+        action = sink_action(event.n, record.replay, row)
+        if action is SinkAction.APPLY and event.poison:
+            raise PoisonEventError(f"event {event.key}#{event.n} is marked as poison")
+        if action is SinkAction.APPLY:
+            return {
+                **state,
+                "last_n": event.n,
+                "count": row.count + 1,
+                "h": chain(row.h, event.payload),
+            }
+        (self.log or logger).warning(
+            f"{action.value}" if action is SinkAction.REPLAY else f"{action.value} skipped",
+            extra={
+                "key": event.key,
+                "n": event.n,
+                "last_n": row.last_n,
+                "sequence_number": record.sequence_number,
+                "outcome": action.name.lower(),
+            },
+        )
+        if action is SinkAction.PRODUCER_DUPLICATE:
+            return {**state, "producer_duplicates": state.get("producer_duplicates", 0) + 1}
+        if action is SinkAction.REPLAY:
+            return {
+                **state,
+                "replayed_n": sorted({*state.get("replayed_n", ()), event.n}),
+                "replayed": sorted(
+                    {*state.get("replayed", ()), replay_entry(event.n, event.payload)}
+                ),
+            }
+        return state  # ALREADY_REPLAYED
+
+    def row_update(self, partition_key: str, state: dict | None) -> list[dict]:
+        """The sink row as the state says (state_effects): the whole row, set at once."""
+        if not state:
+            return []
+        names = {"#count": "count", "#h": "h"}
+        values: dict[str, dict] = {
+            ":last_n": {"N": str(state["last_n"])},
+            ":count": {"N": str(state["count"])},
+            ":h": {"S": state["h"]},
+            ":dups": {"N": str(state.get("producer_duplicates", 0))},
+        }
+        sets = ["last_n = :last_n", "#count = :count", "#h = :h", "producer_duplicates = :dups"]
+        if state.get("replayed_n"):
+            values[":replayed_n"] = {"NS": [str(n) for n in state["replayed_n"]]}
+            values[":replayed"] = {"SS": list(state["replayed"])}
+            sets += ["replayed_n = :replayed_n", "replayed = :replayed"]
+        update = {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": state["key"]}},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        return [{"Update": update}]
+
+
 def _required(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -216,13 +299,21 @@ def build_processor() -> OrderedProcessor:
         max_attempts = int(os.environ.get("MAX_ATTEMPTS", "3"))
     except ValueError as exc:
         raise ConfigurationError(f"MAX_ATTEMPTS must be an integer: {exc}") from exc
+    try:
+        max_concurrency = int(os.environ.get("MAX_CONCURRENCY", "16"))
+    except ValueError as exc:
+        raise ConfigurationError(f"MAX_CONCURRENCY must be an integer: {exc}") from exc
+    sink = SinkFold(_required("SINK_TABLE"))
     return OrderedProcessor(
-        SinkApplier(_required("SINK_TABLE")),
+        sink,
         checkpoints=DynamoDBCheckpointStore(_required("CHECKPOINT_TABLE")),
         poison=SqsPoisonSink(_required("POISON_QUEUE_URL")),
         max_attempts=max_attempts,
         logger=logger,
         metrics=metrics,
+        keyed_state=True,
+        max_concurrency=max_concurrency,
+        state_effects=sink.row_update,
     )
 
 

@@ -68,9 +68,15 @@ class NewState:
     effects: Sequence[dict] = ()
 
 
-# TransactWriteItems takes 100 items; a key's commit spends two on its state and checkpoint.
+StateEffects = Callable[[str, Any], Sequence[dict]]
+"""Keyed state: the transaction items derived from a key's state as committed (a materialised
+view of it, say), given (partition key, state) once per commit instead of once per record."""
+
+# TransactWriteItems takes 100 items; a key's commit spends two on its state and checkpoint
+# and keeps MAX_STATE_EFFECTS for the items derived from the state.
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
-MAX_EFFECTS_PER_COMMIT = 98
+MAX_STATE_EFFECTS = 8
+MAX_EFFECTS_PER_COMMIT = 100 - 2 - MAX_STATE_EFFECTS
 DEFAULT_MAX_CONCURRENCY_KEYED = 16
 
 MIN_SAFETY_MARGIN_MS = 200
@@ -300,6 +306,7 @@ class _Chunk:
     effects: list[dict] = field(default_factory=list)
     position: Position | None = None  # the last record's
     encoded: str = ""  # the state after the last record, as JSON
+    state: Any = None  # the same, as the fold returned it
 
 
 class _KeyFold:
@@ -340,6 +347,7 @@ class _KeyFold:
         chunk.effects.extend(effects)
         chunk.position = record.position
         chunk.encoded = encoded
+        chunk.state = value
         self.value = value
 
 
@@ -362,6 +370,7 @@ class OrderedProcessor:
         clock: Callable[[], float] = time.monotonic,
         keyed_state: bool = False,
         max_concurrency: int | None = None,
+        state_effects: StateEffects | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -373,6 +382,9 @@ class OrderedProcessor:
         # With keyed_state, `apply` is a StateFold: fold(record, state) -> new state.
         self.keyed_state = keyed_state
         self.max_concurrency = max_concurrency
+        if state_effects is not None and not keyed_state:
+            raise ValueError("state_effects needs keyed_state=True")
+        self.state_effects = state_effects
         self.checkpoints = checkpoints
         self.poison = poison
         self.max_attempts = max_attempts
@@ -487,7 +499,8 @@ class OrderedProcessor:
                 update = CheckpointUpdate(batch.keys[key_id], chunk.position)
             write = StateWrite(fold.key, chunk.encoded, fold.version)
             try:
-                self.checkpoints.commit_state(update, write, chunk.effects)
+                effects = chunk.effects + self._state_effects(fold, chunk)
+                self.checkpoints.commit_state(update, write, effects)
             except (StateConflictError, StaleCheckpointError) as exc:
                 self._lose_state(key_id, fold, index, batch, result, exc)
                 return False
@@ -501,6 +514,16 @@ class OrderedProcessor:
             batch.dirty[key_id] = False
             fold.chunks.clear()
         return True
+
+    def _state_effects(self, fold: _KeyFold, chunk: _Chunk) -> list[dict]:
+        if self.state_effects is None:
+            return []
+        effects = list(self.state_effects(fold.key.partition_key, chunk.state))
+        if len(effects) > MAX_STATE_EFFECTS:
+            raise ValueError(
+                f"state_effects gave {len(effects)} items; at most {MAX_STATE_EFFECTS} fit"
+            )
+        return effects
 
     def _lose_state(
         self,

@@ -241,7 +241,7 @@ def test_a_record_with_more_effects_than_a_transaction_holds_fails():
     processor.process(event(rec("a", 1)))
 
     (parked,) = map(json.loads, processor.poison.messages)
-    assert "at most 98" in parked["error"]["message"]
+    assert f"at most {MAX_EFFECTS_PER_COMMIT}" in parked["error"]["message"]
 
 
 def test_a_store_that_fails_at_the_commit_raises_and_moves_nothing_past_the_state():

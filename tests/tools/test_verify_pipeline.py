@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from processor import OrderedProcessor
 from processor.checkpoint import DynamoDBCheckpointStore
 from processor.contracts import REPLAY_MARKER
-from processor.handler import SinkAction, SinkApplier, SinkRow, sink_action
+from processor.handler import SinkAction, SinkApplier, SinkFold, SinkRow, sink_action
 from processor.poison import SqsPoisonSink
 from processor.testing import event, kinesis_record
 from streamline.tools import load, verify
@@ -76,14 +76,36 @@ class RecordingLog:
         self.warnings.append((message, extra or {}))
 
 
-def demo_processor(stack: dict, clients: Clients, log: RecordingLog | None = None):
+@pytest.fixture(params=["keyed-state", "per-record"])
+def sink_mode(request) -> str:
+    """The demo handler's two shapes: its keyed-state fold (what the Lambda runs) and the
+    per-record applier; every pipeline test holds for both."""
+    return request.param
+
+
+def demo_processor(
+    stack: dict, clients: Clients, log: RecordingLog | None = None, mode: str = "keyed-state"
+):
     """The demo handler's processor, parking at the first failure."""
+    checkpoints = DynamoDBCheckpointStore(
+        stack["checkpoint_table_name"], boto3_client=clients.dynamodb
+    )
+    poison = SqsPoisonSink(stack["poison_queue_url"], boto3_client=clients.sqs)
+    if mode == "keyed-state":
+        fold = SinkFold(stack["sink_table_name"], log=log)
+        return OrderedProcessor(
+            fold,
+            checkpoints=checkpoints,
+            poison=poison,
+            max_attempts=1,
+            keyed_state=True,
+            max_concurrency=8,
+            state_effects=fold.row_update,
+        )
     return OrderedProcessor(
         SinkApplier(stack["sink_table_name"], boto3_client=clients.dynamodb, log=log),
-        checkpoints=DynamoDBCheckpointStore(
-            stack["checkpoint_table_name"], boto3_client=clients.dynamodb
-        ),
-        poison=SqsPoisonSink(stack["poison_queue_url"], boto3_client=clients.sqs),
+        checkpoints=checkpoints,
+        poison=poison,
         max_attempts=1,
     )
 
@@ -206,7 +228,7 @@ class LoseResponses:
 
 @pytest.mark.integration
 def test_a_producer_retry_is_skipped_once_and_reported_apart_from_pipeline_duplicates(
-    aws_session, demo_stack, clients, tmp_path, capsys
+    aws_session, demo_stack, clients, tmp_path, capsys, sink_mode
 ):
     import boto3
 
@@ -218,7 +240,7 @@ def test_a_producer_retry_is_skipped_once_and_reported_apart_from_pipeline_dupli
     assert duplicates == 8  # two requests of one event per key, each on the stream twice
     log = RecordingLog()
 
-    drain(demo_stack, clients, demo_processor(demo_stack, clients, log))
+    drain(demo_stack, clients, demo_processor(demo_stack, clients, log, sink_mode))
     code = run_verify(demo_stack, manifest)
 
     out = capsys.readouterr().out
@@ -236,7 +258,7 @@ def test_a_producer_retry_is_skipped_once_and_reported_apart_from_pipeline_dupli
 
 @pytest.mark.integration
 def test_after_a_correct_replay_of_the_poison_events_verify_passes(
-    demo_stack, clients, tmp_path, capsys
+    demo_stack, clients, tmp_path, capsys, sink_mode
 ):
     manifest = tmp_path / "manifest.json"
     assert (
@@ -247,7 +269,7 @@ def test_after_a_correct_replay_of_the_poison_events_verify_passes(
     poison = [e for e in sent if e["poison"]]
     last_n = {e["key"]: e["n"] for e in sent}
     assert poison and any(e["n"] < last_n[e["key"]] for e in poison)  # re-driven behind last_n
-    processor = demo_processor(demo_stack, clients)
+    processor = demo_processor(demo_stack, clients, mode=sink_mode)
     drain(demo_stack, clients, processor)
     assert run_verify(demo_stack, manifest) == verify.ExitCode.OK
     assert f"{len(poison)} parked, 0 lost" in capsys.readouterr().out
@@ -348,8 +370,10 @@ def test_a_copy_of_an_applied_event_under_a_new_sequence_number_is_counted_not_a
 
 
 @pytest.mark.integration
-def test_two_load_runs_against_one_stack_verify_apart(demo_stack, clients, tmp_path, capsys):
-    processor = demo_processor(demo_stack, clients)
+def test_two_load_runs_against_one_stack_verify_apart(
+    demo_stack, clients, tmp_path, capsys, sink_mode
+):
+    processor = demo_processor(demo_stack, clients, mode=sink_mode)
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     args = ("--count", "40", "--keys", "4", "--poison-fraction", "0.1")
 
