@@ -166,6 +166,20 @@ def sink_update(table_name: str, event: DemoEvent, action: SinkAction, row: Sink
     return {"Update": {"TableName": table_name, "Key": key, **update}}
 
 
+def log_skip(log: Any, action: SinkAction, event: DemoEvent, row: SinkRow, record: Record):
+    """An event the sink skips: a producer duplicate, or one a replay already applied."""
+    (log or logger).warning(
+        f"{action.value} skipped",
+        extra={
+            "key": event.key,
+            "n": event.n,
+            "last_n": row.last_n,
+            "sequence_number": record.sequence_number,
+            "outcome": action.name.lower(),
+        },
+    )
+
+
 @dataclass
 class SinkApplier:
     """The record handler: reads the key's sink row, returns the conditional update."""
@@ -189,16 +203,7 @@ class SinkApplier:
         if action is SinkAction.APPLY and event.poison:
             raise PoisonEventError(f"event {event.key}#{event.n} is marked as poison")
         if action in (SinkAction.PRODUCER_DUPLICATE, SinkAction.ALREADY_REPLAYED):
-            (self.log or logger).warning(
-                f"{action.value} skipped",
-                extra={
-                    "key": event.key,
-                    "n": event.n,
-                    "last_n": row.last_n,
-                    "sequence_number": record.sequence_number,
-                    "outcome": action.name.lower(),
-                },
-            )
+            log_skip(self.log, action, event, row, record)
         if action is SinkAction.ALREADY_REPLAYED:
             return None
         return [sink_update(self.table_name, event, action, row)]
@@ -237,16 +242,8 @@ class SinkFold:
                 "count": row.count + 1,
                 "h": chain(row.h, event.payload),
             }
-        (self.log or logger).warning(
-            f"{action.value}" if action is SinkAction.REPLAY else f"{action.value} skipped",
-            extra={
-                "key": event.key,
-                "n": event.n,
-                "last_n": row.last_n,
-                "sequence_number": record.sequence_number,
-                "outcome": action.name.lower(),
-            },
-        )
+        if action is not SinkAction.REPLAY:
+            log_skip(self.log, action, event, row, record)
         if action is SinkAction.PRODUCER_DUPLICATE:
             return {**state, "producer_duplicates": state.get("producer_duplicates", 0) + 1}
         if action is SinkAction.REPLAY:

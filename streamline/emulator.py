@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from streamline.paths import REPO_ROOT
 
@@ -39,6 +40,21 @@ EMULATOR_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def emulator_client(service: str, endpoint: str, **options: Any) -> Any:
+    """A boto3 client of `service` at `endpoint`, with the emulator's credentials and region
+    (`options` go to boto3.client, a botocore `config=` for one)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=EMULATOR_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
+        **options,
+    )
 
 
 def free_port() -> int:

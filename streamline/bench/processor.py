@@ -123,19 +123,11 @@ def bench_memory(batch: dict) -> dict:
 
 
 def bench_checkpoint_writes() -> Iterator[dict]:
-    import boto3
-
-    from streamline.emulator import Emulator
+    from streamline.emulator import Emulator, emulator_client
 
     emulator = Emulator.start()
     try:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=emulator.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        client = emulator_client("dynamodb", emulator.endpoint)
         client.create_table(
             TableName="bench-checkpoints",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],

@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import boto3
 from botocore.config import Config
 
 from processor import OrderedProcessor
@@ -40,7 +39,7 @@ from processor.contracts import DemoEvent
 from processor.handler import SinkApplier, SinkFold, SinkRow, chain
 from processor.poison import MemoryPoisonSink
 from processor.testing import event, kinesis_record
-from streamline.emulator import Emulator
+from streamline.emulator import Emulator, emulator_client
 from streamline.tools.proxy import Proxy
 
 RECORDS = 2_000
@@ -207,14 +206,7 @@ def measure(
     proxy: Proxy,
     records: list[dict],
 ) -> dict:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=proxy.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(max_pool_connections=64),
-    )
+    client = emulator_client("dynamodb", proxy.endpoint, config=Config(max_pool_connections=64))
     tables = create_tables(client)
     handle = build(tables, concurrency)
     proxy.latency_s = latency_ms / 1000

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import pytest
 
+from streamline.emulator import emulator_client as client
 from streamline.tools.proxy import Proxy
 
 pytestmark = pytest.mark.integration
-
-
-def client(service: str, endpoint: str):
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def test_requests_go_through_with_the_added_latency_and_are_counted(aws_endpoint):
