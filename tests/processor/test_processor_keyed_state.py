@@ -360,3 +360,27 @@ def test_keys_in_parallel_settle_exactly_as_one_key_at_a_time(records, max_attem
         return responses, effects, positions, parked
 
     assert run(8) == run(1)
+
+
+def test_near_the_deadline_the_rest_is_left_and_what_ran_is_committed():
+    class Clock:
+        """Each reading is a millisecond later: the budget runs out after a few records."""
+
+        now = 0.0
+
+        def __call__(self):
+            self.now += 0.001
+            return self.now
+
+    class Context:
+        def get_remaining_time_in_millis(self):
+            return 4
+
+    processor = make(Counter(), clock=Clock(), safety_margin_ms=0)
+    batch = event(*(rec("a", seq) for seq in range(1, 9)))
+
+    response = processor.process(batch, Context())
+
+    resume = int(response["batchItemFailures"][0]["itemIdentifier"])
+    assert seen(processor, "a") == list(range(1, resume))
+    assert processor.last_result.unprocessed == 9 - resume
