@@ -2,11 +2,14 @@
 # Against AWS_ENDPOINT_URL, or the embedded emulator when it is unset (started by infra-up,
 # stopped by infra-down). INFRA_PROVIDER=registry applies the real configuration with the
 # provider from the registry instead of the offline 3.39 adapter; INFRA_ON_AWS=1 targets AWS
-# itself with your credentials (no emulator).
+# itself with your credentials (no emulator). INFRA_VARS="batch_size=500 ..." sets Terraform
+# variables (infra/terraform/variables.tf).
 
 INFRA_PROVIDER ?= offline
 INFRA_ON_AWS ?=
-INFRA_FLAGS = --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP) $(if $(INFRA_ON_AWS),--aws)
+INFRA_VARS ?=
+INFRA_FLAGS = --provider $(INFRA_PROVIDER) --lambda-zip $(LAMBDA_ZIP) $(if $(INFRA_ON_AWS),--aws) \
+	$(foreach var,$(INFRA_VARS),--var $(var))
 LAMBDA_ZIP := build/lambda.zip
 LAMBDA_SOURCES := $(shell find processor -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 

@@ -100,6 +100,11 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+# Keyed state commits once per key per batch, so bigger batches share each commit among more
+# records: at 500, 3,000 events over 60 keys take ~5x fewer commits than at Lambda's default.
+DEMO_BATCH_SIZE = 500
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=3000, help="events (default 3000)")
@@ -112,12 +117,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="leave the stack and emulator up (make infra-down)"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEMO_BATCH_SIZE,
+        help=f"the mappings' BatchSize (default {DEMO_BATCH_SIZE}; the Terraform default is 100)",
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch_size <= 10_000:
+        parser.error(f"--batch-size must be from 1 to 10000, got {args.batch_size}")
+    return args
 
 
-def infra_up(make: str) -> tuple[dict[str, str], dict]:
+def infra_up(make: str, batch_size: int) -> tuple[dict[str, str], dict]:
     """Phase 1: the stack up; returns the steps' environment and build/stack.json."""
-    run_step("infra-up", [make, "--no-print-directory", "infra-up"], dict(os.environ))
+    variables = f"{os.environ.get('INFRA_VARS', '')} batch_size={batch_size}".strip()
+    run_step(
+        "infra-up",
+        [make, "--no-print-directory", "infra-up", f"INFRA_VARS={variables}"],
+        dict(os.environ),
+    )
     return endpoint_env(), json.loads(STACK_FILE.read_text())
 
 
@@ -197,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = "no summary: the demo stopped before verifying"
     exit_code = 1
     try:
-        env, stack = infra_up(make)
+        env, stack = infra_up(make, args.batch_size)
         # Phase 2. The runner exits on its own once idle; the margin covers load's start-up.
         runner = start_runner(stack["function_name"], env, runner_log, until_idle_s=120)
         load(args, env, manifest)
