@@ -4,7 +4,16 @@ It forwards every request to the upstream endpoint, after a fixed added latency,
 requests by AWS operation (the `X-Amz-Target` header, or the query's `Action`). Benchmarks
 use it to measure code at a realistic round trip (moto answers in about a millisecond; AWS in
 about ten) and to count the requests a contender makes; it is the one place where faults on
-the wire are injected.
+the wire are injected (`Faults`), at seeded rates, as AWS would answer them:
+
+- throttling: HTTP 400 with the service's own code (Kinesis
+  `ProvisionedThroughputExceededException`, DynamoDB `ThrottlingException`, ...);
+- server errors: HTTP 500 `InternalFailure`;
+- a connection dropped before the request reaches the endpoint (nothing happened), or after
+  the endpoint answered (it happened, the answer is lost: the case that makes retries
+  duplicate a write);
+- an outage: for a few seconds, every request that names a given resource (a table's name,
+  say) gets HTTP 503 `ServiceUnavailable`.
 
     python -m streamline.tools.proxy --upstream http://127.0.0.1:5000 --latency-ms 10
 
@@ -15,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
+import random
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110, section 7.6.1).
@@ -28,14 +40,80 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+class Fault(StrEnum):
+    THROTTLE = "throttle"
+    SERVER_ERROR = "server error"
+    DROP_BEFORE = "dropped before"  # the endpoint never saw the request
+    DROP_AFTER = "dropped after"  # the endpoint acted on it; its answer is lost
+    OUTAGE = "outage"
+
+
+# The code a throttled call of each JSON service answers with (its X-Amz-Target prefix).
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html (Errors) and
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+THROTTLING_CODES = {
+    "Kinesis_20131202": "ProvisionedThroughputExceededException",
+    "DynamoDB_20120810": "ThrottlingException",
+    "DynamoDBStreams_20120810": "LimitExceededException",
+}
+DEFAULT_THROTTLING_CODE = "ThrottlingException"
+
+
+@dataclass
+class Faults:
+    """What to inject, per request, at these rates (0 to 1), drawn from one seeded generator
+    (requests served side by side draw in the order they arrive). `match`: only requests
+    whose operation, path or body contains this text (a table name, say) are touched."""
+
+    throttle_rate: float = 0.0
+    server_error_rate: float = 0.0
+    drop_before_rate: float = 0.0
+    drop_after_rate: float = 0.0
+    seed: int = 0
+    match: str | None = None
+
+    def __post_init__(self) -> None:
+        rates = (
+            self.throttle_rate,
+            self.server_error_rate,
+            self.drop_before_rate,
+            self.drop_after_rate,
+        )
+        if any(not 0 <= rate <= 1 for rate in rates) or sum(rates) > 1:
+            raise ValueError(f"fault rates must be from 0 to 1 and add up to at most 1: {rates}")
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def draw(self, request_text: str) -> Fault | None:
+        if self.match is not None and self.match not in request_text:
+            return None
+        with self._lock:
+            roll = self._rng.random()
+        for fault, rate in (
+            (Fault.THROTTLE, self.throttle_rate),
+            (Fault.SERVER_ERROR, self.server_error_rate),
+            (Fault.DROP_BEFORE, self.drop_before_rate),
+            (Fault.DROP_AFTER, self.drop_after_rate),
+        ):
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+
 @dataclass
 class ProxyStats:
     requests: Counter = field(default_factory=Counter)  # by operation
+    faults: Counter = field(default_factory=Counter)  # injected, by Fault
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, operation: str) -> None:
         with self.lock:
             self.requests[operation] += 1
+
+    def count_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults[fault] += 1
 
     def total(self) -> int:
         with self.lock:
@@ -44,12 +122,19 @@ class ProxyStats:
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.faults.clear()
 
 
 class Proxy:
     """`with Proxy(upstream, latency_ms=10) as proxy:` serves on `proxy.endpoint` until exit."""
 
-    def __init__(self, upstream: str, latency_ms: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        latency_ms: float = 0.0,
+        port: int = 0,
+        faults: Faults | None = None,
+    ) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"upstream must be an http:// endpoint, got {upstream!r}")
@@ -58,7 +143,9 @@ class Proxy:
         self.upstream_host = parsed.hostname
         self.upstream_port = parsed.port or 80
         self.latency_s = latency_ms / 1000
+        self.faults = faults or Faults()
         self.stats = ProxyStats()
+        self._outage: tuple[float, str | None] = (0.0, None)  # (until, match)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -76,6 +163,17 @@ class Proxy:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def outage(self, seconds: float, match: str | None = None) -> None:
+        """For `seconds` from now, answer 503 to every request that contains `match` (all
+        requests when None), as an unreachable resource would."""
+        self._outage = (time.monotonic() + seconds, match)
+
+    def _fault_for(self, request_text: str) -> Fault | None:
+        until, match = self._outage
+        if time.monotonic() < until and (match is None or match in request_text):
+            return Fault.OUTAGE
+        return self.faults.draw(request_text)
 
     def __enter__(self) -> Proxy:
         return self.start()
@@ -99,16 +197,53 @@ class Proxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                proxy.stats.count(_operation(self.headers, self.path, body))
+                operation = _operation(self.headers, self.path, body)
+                proxy.stats.count(operation)
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
+                text = f"{operation} {self.path} " + (body or b"").decode("utf-8", "replace")
+                fault = proxy._fault_for(text)
+                if fault is not None:
+                    proxy.stats.count_fault(fault)
+                if fault is Fault.DROP_BEFORE:
+                    self.close_connection = True  # no answer at all
+                    return
+                if fault in _ERROR_ANSWERS:
+                    self._answer_error(fault)
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 response = self._upstream(self.command, self.path, body, headers)
                 payload = response.read()
+                if fault is Fault.DROP_AFTER:
+                    self.close_connection = True  # the endpoint acted; the answer is lost
+                    return
                 self.send_response(response.status, response.reason)
                 for name, value in response.getheaders():
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
                         self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _answer_error(self, fault: Fault) -> None:
+                """The error as the service's protocol spells it, so the SDK parses its code."""
+                target = self.headers.get("X-Amz-Target", "")
+                status, code = _ERROR_ANSWERS[fault]
+                if fault is Fault.THROTTLE:
+                    code = THROTTLING_CODES.get(target.split(".")[0], DEFAULT_THROTTLING_CODE)
+                message = f"injected by streamline's proxy: {fault}"
+                if target or "json" in self.headers.get("Content-Type", ""):
+                    payload = json.dumps({"__type": code, "message": message}).encode()
+                    content_type = self.headers.get("Content-Type") or "application/json"
+                else:  # the query protocol's XML
+                    payload = (
+                        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+                        f"<Message>{message}</Message></Error></ErrorResponse>"
+                    ).encode()
+                    content_type = "text/xml"
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("x-amzn-ErrorType", code)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -136,6 +271,13 @@ class Proxy:
         return Handler
 
 
+_ERROR_ANSWERS = {
+    Fault.THROTTLE: (400, DEFAULT_THROTTLING_CODE),
+    Fault.SERVER_ERROR: (500, "InternalFailure"),
+    Fault.OUTAGE: (503, "ServiceUnavailable"),
+}
+
+
 def _operation(headers, path: str, body: bytes | None) -> str:
     """The AWS operation a request calls: JSON protocols name it in X-Amz-Target, query
     protocols in an `Action` parameter."""
@@ -160,9 +302,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="the endpoint to forward to")
     parser.add_argument("--latency-ms", type=float, default=10.0, help="added per request")
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--throttle-rate", type=float, default=0.0, help="share throttled")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
+    parser.add_argument(
+        "--drop-rate", type=float, default=0.0, help="share dropped, half before, half after"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for the fault draws")
+    parser.add_argument("--match", help="inject only into requests containing this text")
     args = parser.parse_args(argv)
     try:
-        proxy = Proxy(args.upstream, args.latency_ms, args.port)
+        faults = Faults(
+            throttle_rate=args.throttle_rate,
+            server_error_rate=args.error_rate,
+            drop_before_rate=args.drop_rate / 2,
+            drop_after_rate=args.drop_rate / 2,
+            seed=args.seed,
+            match=args.match,
+        )
+        proxy = Proxy(args.upstream, args.latency_ms, args.port, faults)
     except ValueError as exc:
         parser.error(str(exc))
     with proxy:
