@@ -152,8 +152,8 @@ def _parse_kinesis(raw: dict) -> list[BatchItem]:
                         data,
                     )
                 ]
-    except (TypeError, KeyError, ValueError, binascii.Error):
-        pass  # the careful path says what is wrong
+    except (TypeError, KeyError, ValueError, AttributeError, binascii.Error):
+        pass  # the careful path says what is wrong (an eventID that is not a string, say)
     return _parse_kinesis_carefully(raw)
 
 
@@ -276,8 +276,12 @@ def _b64decode(value: Any) -> bytes:
         raise RecordParseError(f"kinesis.data is not valid base64: {exc}") from exc
 
 
+def _is_decimal(value: Any) -> bool:
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
 def _check_sequence_number(value: Any) -> None:
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+    if not _is_decimal(value):
         raise RecordParseError(f"sequence number {value!r} is not a decimal string")
 
 
@@ -409,11 +413,12 @@ def _unparseable(
 ) -> Unparseable:
     kinesis = raw.get("kinesis") if isinstance(raw.get("kinesis"), dict) else {}
     stream_record = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), dict) else {}
+    # Only a decimal string is a sequence number: anything else would break the position
+    # and the response for the whole batch.
     sequence_number = error.sequence_number
-    if sequence_number is None:
+    if not _is_decimal(sequence_number):
         candidate = kinesis.get("sequenceNumber") or stream_record.get("SequenceNumber")
-        if isinstance(candidate, str) and candidate.isdigit() and candidate.isascii():
-            sequence_number = candidate
+        sequence_number = candidate if _is_decimal(candidate) else None
     if partition_key is None:
         partition_key = kinesis.get("partitionKey")
     if not isinstance(partition_key, str):
