@@ -17,6 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 
 from esm.runner import DEFAULT_STATE_DIR, REPO_ROOT, Runner, RunnerFailed
 from esm.settings import (
@@ -31,7 +37,30 @@ from esm.settings import (
     load_mappings,
 )
 from esm.shard import Tuning
-from processor.aws import parse_arn
+from processor.aws import error_code, parse_arn
+
+
+def _seconds(value: str) -> float:
+    """A duration flag: a finite number of seconds, 0 or more."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return seconds
+
+
+def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> str:
+    """One line for why the endpoint could not be asked, and what to do."""
+    code = error_code(exc)
+    if code == "ResourceNotFoundException":
+        return f"function {function_name!r} is not at the endpoint: check --function-name"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach the endpoint ({exc}): is it running? check AWS_ENDPOINT_URL"
+    return f"the endpoint refused: {exc}"
 
 
 def _timestamp(value: str) -> datetime:
@@ -66,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target.add_argument(
         "--until-idle",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="exit once every shard has been caught up this long",
     )
@@ -116,17 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tuning = run.add_argument_group("pacing and state")
     defaults = Tuning()
-    tuning.add_argument("--poll-interval", type=float, default=defaults.poll_interval_s)
-    tuning.add_argument("--retry-backoff", type=float, default=defaults.retry_backoff_s)
-    tuning.add_argument("--max-retry-backoff", type=float, default=defaults.max_retry_backoff_s)
-    tuning.add_argument("--throttle-backoff", type=float, default=defaults.throttle_backoff_s)
+    tuning.add_argument("--poll-interval", type=_seconds, default=defaults.poll_interval_s)
+    tuning.add_argument("--retry-backoff", type=_seconds, default=defaults.retry_backoff_s)
+    tuning.add_argument("--max-retry-backoff", type=_seconds, default=defaults.max_retry_backoff_s)
+    tuning.add_argument("--throttle-backoff", type=_seconds, default=defaults.throttle_backoff_s)
     tuning.add_argument(
-        "--max-throttle-backoff", type=float, default=defaults.max_throttle_backoff_s
+        "--max-throttle-backoff", type=_seconds, default=defaults.max_throttle_backoff_s
     )
-    tuning.add_argument("--shard-refresh", type=float, default=defaults.shard_refresh_s)
+    tuning.add_argument("--shard-refresh", type=_seconds, default=defaults.shard_refresh_s)
     tuning.add_argument(
         "--progress-interval",
-        type=float,
+        type=_seconds,
         default=defaults.progress_interval_s,
         help="seconds between progress lines; 0: none",
     )
@@ -203,6 +232,9 @@ def _cmd_run(args) -> int:
             mappings = load_mappings(lambda_client, function)
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        print(f"[esm] cannot start: {_describe(exc, args.function_name)}", file=sys.stderr)
         return 2
     if not mappings:
         print(f"function {function.name} has no enabled stream mappings", file=sys.stderr)
