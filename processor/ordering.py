@@ -42,6 +42,7 @@ from processor.contracts import (
 )
 from processor.exceptions import (
     EffectRejectedError,
+    RecordParseError,
     StaleCheckpointError,
     StateConflictError,
     StateError,
@@ -735,7 +736,15 @@ class OrderedProcessor:
         if batch.replay:
             # A replay neither counts attempts nor parks again: the message it came from stays
             # on its queue, and the response says where the replay stopped.
-            if type(item) is not Unparseable:
+            if isinstance(exc, RecordParseError) and type(item) is Record:
+                # Data found invalid on first access: as unparseable as ever (and already on
+                # the poison queue when the key's parked set says so).
+                parked = item.position in batch.states[key_id].parked
+                batch.note("parked" if parked else "unparseable", item)
+                if parked:
+                    result.duplicates += 1
+                    return
+            elif type(item) is not Unparseable:
                 batch.note("failed", item)
             self.logger.warning(
                 "replayed record failed",
@@ -758,7 +767,9 @@ class OrderedProcessor:
             else utc_now()
         )
         coordinates = _coordinates(item)
-        if attempts >= self.max_attempts:
+        # Data found invalid on first access can never succeed: parked now, like a record
+        # that could not be parsed at all.
+        if attempts >= self.max_attempts or isinstance(exc, RecordParseError):
             self._park(
                 item,
                 key_id,
@@ -807,11 +818,12 @@ class OrderedProcessor:
         message = build_poison_message(
             item, exc, attempts=attempts, first_failure_at=first_failure_at
         )
-        if type(item) is Record:
+        if type(item) is Record and not isinstance(exc, RecordParseError):
             # The key's parked set learns of the record before the queue does, so that every
             # poison message names a record the store knows was parked: if the batch's flush
             # is then lost and the ESM gives up, a replay can still apply it (and only once).
-            # One extra write, on the rare path. Not for an unparseable record: nothing can
+            # One extra write, on the rare path. Not for an unparseable record (nor one whose
+            # data proved invalid on first access): nothing can
             # apply it, and for it "in the parked set" must mean "on the queue" (the flush,
             # after the send, writes it), which is what lets a replay count it as settled.
             self.checkpoints.save(

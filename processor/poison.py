@@ -8,6 +8,7 @@ can still be read back from the stream while it is retained.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import traceback
@@ -19,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.aws import LazyClient
 from processor.contracts import POISON_MESSAGE_VERSION, PoisonMessage
-from processor.exceptions import PoisonSinkUnavailable
+from processor.exceptions import PoisonSinkUnavailable, RecordParseError
 from processor.records import BatchItem, Record, Source
 
 # SQS's classic limit for a message (body plus attributes). AWS raised it to 1 MiB in 2025,
@@ -77,7 +78,8 @@ def encode_message(message: PoisonMessage) -> str:
 
 def _kinesis_payload(item: BatchItem) -> str:
     if isinstance(item, Record):
-        return base64.b64encode(item.data).decode()
+        with contextlib.suppress(RecordParseError):  # data that is not base64: as it arrived
+            return base64.b64encode(item.data).decode()
     # Unparseable: keep exactly what arrived, even if it is not valid base64.
     kinesis = item.raw.get("kinesis")
     data = kinesis.get("data") if isinstance(kinesis, dict) else None

@@ -52,12 +52,30 @@ class Record:
     sub_sequence_number: int
     position: Position
     raw: dict = field(repr=False)
-    data: bytes = field(default=b"", repr=False)  # Kinesis
+    # Kinesis data, decoded on first access (`data`): None until then. A plain record's key
+    # and position come without decoding its payload.
+    decoded: bytes | None = field(default=b"", repr=False)
     event_name: str | None = None  # DynamoDB: INSERT | MODIFY | REMOVE
     keys: dict | None = None
     new_image: dict | None = field(default=None, repr=False)
     old_image: dict | None = field(default=None, repr=False)
     replay: bool = False  # delivered by a replay tool (REPLAY_MARKER), not by the stream
+
+    @property
+    def data(self) -> bytes:
+        """The Kinesis record's bytes. Decoded on first access: data that is not base64 raises
+        RecordParseError then, which parks the record at once (it can never succeed)."""
+        data = self.decoded
+        if data is None:
+            try:
+                data = binascii.a2b_base64(self.raw["kinesis"]["data"], strict_mode=True)
+            except (binascii.Error, ValueError) as exc:
+                raise RecordParseError(
+                    f"kinesis.data is not valid base64: {exc}",
+                    sequence_number=self.sequence_number,
+                ) from None
+            self.decoded = data
+        return data
 
     def json(self) -> Any:
         """The parsed payload: Kinesis data as JSON; DynamoDB's new image (old for REMOVE)."""
@@ -136,8 +154,14 @@ def _parse_kinesis(raw: dict) -> list[BatchItem]:
             and "0" <= sequence_number[:1] <= "9"
             and "0" <= sequence_number[-1:] <= "9"
         ):
-            data = binascii.a2b_base64(kinesis["data"], strict_mode=True)
-            if data[:4] != _MAGIC and _SUB_SEQUENCE_FIELD not in kinesis:
+            data = kinesis["data"]
+            # A KPL aggregate starts with the magic bytes, whose base64 is _MAGIC_B64: anything
+            # else is a plain record, and its data is decoded only when the handler reads it.
+            if (
+                type(data) is str
+                and not data.startswith(_MAGIC_B64)
+                and _SUB_SEQUENCE_FIELD not in kinesis
+            ):
                 event_id = raw["eventID"]
                 return [
                     Record(
@@ -149,7 +173,7 @@ def _parse_kinesis(raw: dict) -> list[BatchItem]:
                         0,
                         (int(sequence_number), 0),
                         raw,
-                        data,
+                        None,
                     )
                 ]
     except (TypeError, KeyError, ValueError, AttributeError, binascii.Error):
@@ -211,6 +235,8 @@ def _parse_kinesis_carefully(raw: dict) -> list[BatchItem]:
 
 
 _MAGIC = aws_kinesis_agg.MAGIC
+# The base64 of the magic's first three bytes: the first four characters of any aggregate.
+_MAGIC_B64 = base64.b64encode(_MAGIC[:3]).decode("ascii")
 _KINESIS = Source.KINESIS  # enum attribute lookups are slow on the hot path
 _SUB_SEQUENCE_FIELD = REPLAY_SUB_SEQUENCE_NUMBER
 

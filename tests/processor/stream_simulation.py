@@ -162,6 +162,7 @@ class Application:
         self.timeline: list[tuple[str, Position, bool]] = []
 
     def __call__(self, record, state=None):
+        record.data  # noqa: B018 (data that is not base64 raises here, on first access)
         user = self.users[record.position]
         assert record.partition_key == user.key, (record.partition_key, user.key)
         if user.fate is Fate.POISON and not self.fixed:

@@ -99,7 +99,7 @@ CORPUS = [
 def test_broken_record_is_parked_with_a_clear_error_and_nothing_is_lost(broken, error):
     applied = []
     processor = OrderedProcessor(
-        lambda r: applied.append(r.sequence_number),
+        lambda r: applied.append((r.data, r.sequence_number)[1]),  # reads its data
         checkpoints=MemoryCheckpointStore(),
         poison=MemoryPoisonSink(),
     )

@@ -133,8 +133,13 @@ def events(draw) -> tuple[list, int]:
 def test_every_record_is_applied_or_parked_and_none_costs_the_batch(example):
     records, good = example
     applied = []
+
+    def apply(record) -> None:
+        _ = record.data  # reads its data: data that is not base64 fails here
+        applied.append(record.position)
+
     processor = OrderedProcessor(
-        lambda record: applied.append(record.position),
+        apply,
         checkpoints=MemoryCheckpointStore(),
         poison=MemoryPoisonSink(),
         max_attempts=1,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from processor import Record, Source, Unparseable, parse_event
-from processor.exceptions import CorruptAggregateError, InvalidEventError
-from processor.records import serialise_key
+from processor.exceptions import CorruptAggregateError, InvalidEventError, RecordParseError
+from processor.records import parse_record, serialise_key
 from processor.testing import dynamodb_record, event, kinesis_record, kpl_aggregate
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -114,7 +114,6 @@ def _truncated_aggregate(cut: int) -> str:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        pytest.param("not base64!!", "not valid base64", id="bad-base64"),
         pytest.param(_corrupt_md5(), "MD5 trailer does not match", id="bad-md5"),
         pytest.param(_truncated_aggregate(12), "truncated", id="truncated-header"),
         pytest.param(_truncated_aggregate(-3), "MD5 trailer does not match", id="truncated-body"),
@@ -138,3 +137,27 @@ def test_aggregate_with_bad_md5_is_an_aggregate_error_not_a_plain_record():
     record["kinesis"]["data"] = _corrupt_md5()
     (item,) = parse_event(event(record))
     assert isinstance(item.error, CorruptAggregateError)
+
+
+def test_data_that_is_not_base64_fails_when_it_is_first_read():
+    # Key and position come without decoding the payload (rule 12); the data is decoded on
+    # first access, and an invalid one is the record's parse error then.
+    raw = kinesis_record("k", 7, b"")
+    raw["kinesis"]["data"] = "not base64!!"
+
+    (record,) = parse_record(raw)
+
+    assert (record.partition_key, record.position) == ("k", (7, 0))
+    with pytest.raises(RecordParseError, match="not valid base64"):
+        _ = record.data
+
+
+def test_a_kpl_aggregate_is_still_split_when_it_is_parsed():
+    raw = kinesis_record("k", 7, kpl_aggregate([("a", b"1"), ("b", b"2")]))
+
+    records = parse_record(raw)
+
+    assert [(r.partition_key, r.position, r.data) for r in records] == [
+        ("a", (7, 0), b"1"),
+        ("b", (7, 1), b"2"),
+    ]
