@@ -108,20 +108,72 @@ BatchItem = Record | Unparseable
 
 
 def parse_event(event: dict) -> list[BatchItem]:
-    """Every record of a Lambda stream event, in the order given (one shard per batch)."""
+    """Every record of a Lambda stream event, in the order given (one shard per batch).
+
+    This runs once per record of every batch, so a well-formed plain Kinesis record is
+    parsed inline: its key and position are read without decoding its data (the data is
+    decoded on first access), and the shard id is cut from the first record's eventID and
+    reused while the next ones start with it. Its checks: a string partition key, an ASCII
+    decimal sequence number (int() alone would accept signs, "_" and spaces), string data that
+    does not start like a KPL aggregate (see _MAGIC_B64), no replayed sub-sequence number.
+    Anything else takes the careful path, which says what is wrong.
+    """
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
         raise InvalidEventError("event has no 'Records' list: not a Kinesis or DynamoDB batch")
-    items: list[BatchItem] = []
-    parsers = _PARSERS
-    for raw in records:
-        parser = parsers.get(raw.get("eventSource")) if type(raw) is dict else None
-        items.extend(parser(raw) if parser else parse_record(raw))
-    return items
+    return _parse_records(records)
 
 
 def parse_record(raw: Any) -> list[BatchItem]:
     """The user records in one stream record: one, or several for a KPL aggregate."""
+    return _parse_records([raw])
+
+
+def _parse_records(records: list) -> list[BatchItem]:
+    items: list[BatchItem] = []
+    append = items.append
+    shard_prefix, shard_id = None, ""
+    for raw in records:
+        try:
+            if raw["eventSource"] == "aws:kinesis":
+                kinesis = raw["kinesis"]
+                sequence_number = kinesis["sequenceNumber"]
+                partition_key = kinesis["partitionKey"]
+                data = kinesis["data"]
+                if (
+                    type(sequence_number) is str
+                    and type(partition_key) is str
+                    and type(data) is str
+                    and sequence_number.isdigit()
+                    and sequence_number.isascii()
+                    and not data.startswith(_MAGIC_B64)
+                    and _SUB_SEQUENCE_FIELD not in kinesis
+                ):
+                    event_id = raw["eventID"]
+                    if shard_prefix is None or not event_id.startswith(shard_prefix):
+                        shard_id = event_id[: event_id.index(":")]
+                        shard_prefix = shard_id + ":"
+                    append(
+                        Record(
+                            _KINESIS,
+                            raw.get("eventSourceARN", ""),
+                            shard_id,
+                            partition_key,
+                            sequence_number,
+                            0,
+                            (int(sequence_number), 0),
+                            raw,
+                            None,
+                        )
+                    )
+                    continue
+        except (TypeError, KeyError, ValueError, AttributeError):
+            pass  # the careful path says what is wrong (an eventID that is not a string, say)
+        items.extend(_parse_carefully(raw))
+    return items
+
+
+def _parse_carefully(raw: Any) -> list[BatchItem]:
     if not isinstance(raw, dict):
         return [_unparseable(None, {"record": raw}, RecordParseError("record is not an object"))]
     parser = _PARSERS.get(raw.get("eventSource"))
@@ -132,53 +184,6 @@ def parse_record(raw: Any) -> list[BatchItem]:
 
 
 # --- Kinesis -------------------------------------------------------------------------------
-
-
-def _parse_kinesis(raw: dict) -> list[BatchItem]:
-    """A well-formed plain record, inline; anything else takes the careful path.
-
-    This runs once per record of every Kinesis batch, so its checks are inlined: a plain
-    ASCII decimal sequence number (int() alone would accept signs, "_" and spaces), a string
-    partition key, strict base64 (binascii's strict mode rejects what b64decode's
-    validate=True rejects, without its extra regex pass), no KPL magic.
-    """
-    try:
-        kinesis = raw["kinesis"]
-        sequence_number = kinesis["sequenceNumber"]
-        partition_key = kinesis["partitionKey"]
-        if (
-            type(sequence_number) is str
-            and type(partition_key) is str
-            and sequence_number.isascii()
-            and "_" not in sequence_number
-            and "0" <= sequence_number[:1] <= "9"
-            and "0" <= sequence_number[-1:] <= "9"
-        ):
-            data = kinesis["data"]
-            # A KPL aggregate starts with the magic bytes, whose base64 is _MAGIC_B64: anything
-            # else is a plain record, and its data is decoded only when the handler reads it.
-            if (
-                type(data) is str
-                and not data.startswith(_MAGIC_B64)
-                and _SUB_SEQUENCE_FIELD not in kinesis
-            ):
-                event_id = raw["eventID"]
-                return [
-                    Record(
-                        _KINESIS,
-                        raw.get("eventSourceARN", ""),
-                        event_id[: event_id.index(":")],
-                        partition_key,
-                        sequence_number,
-                        0,
-                        (int(sequence_number), 0),
-                        raw,
-                        None,
-                    )
-                ]
-    except (TypeError, KeyError, ValueError, AttributeError, binascii.Error):
-        pass  # the careful path says what is wrong (an eventID that is not a string, say)
-    return _parse_kinesis_carefully(raw)
 
 
 def _parse_kinesis_carefully(raw: dict) -> list[BatchItem]:
@@ -465,6 +470,6 @@ def _unparseable(
 
 
 _PARSERS: dict[str, Callable[[dict], list[BatchItem]]] = {
-    "aws:kinesis": _parse_kinesis,
+    "aws:kinesis": _parse_kinesis_carefully,
     "aws:dynamodb": _parse_dynamodb,
 }
