@@ -24,6 +24,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
+from esm.faults import DeliveryFaults
 from esm.runner import DEFAULT_STATE_DIR, REPO_ROOT, Runner, RunnerFailed
 from esm.settings import (
     DEFAULT_BATCH_SIZE,
@@ -49,6 +50,17 @@ def _seconds(value: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
     return seconds
+
+
+def _rate(value: str) -> float:
+    """A fault rate flag: a probability from 0 to 1."""
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {value!r}") from None
+    if not 0 <= rate <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return rate
 
 
 def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> str:
@@ -164,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-table", help="keep checkpoints in this DynamoDB table instead of files"
     )
     tuning.add_argument("--log-level", default="WARNING")
+    faults = run.add_argument_group(
+        "injected faults",
+        "Lambda's delivery is at least once; test a handler against it on purpose "
+        "(each injection is logged as 'injected fault: <kind>').",
+    )
+    faults.add_argument(
+        "--inject-duplicate-delivery",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="invoke this share of batches a second time once they returned",
+    )
+    faults.add_argument(
+        "--inject-stale-invocation",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="run a second, stale invocation beside this share of batches",
+    )
+    faults.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     # `python -m esm --help` shows everything, the run command's options included.
     parser.epilog = run.format_help()
     return parser
@@ -256,6 +288,11 @@ def _cmd_run(args) -> int:
         tuning=tuning,
         state_dir=args.state_dir,
         checkpoint_table=args.checkpoint_table,
+        faults=DeliveryFaults(
+            duplicate_rate=args.inject_duplicate_delivery,
+            stale_rate=args.inject_stale_invocation,
+            seed=args.fault_seed,
+        ),
     )
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stop())

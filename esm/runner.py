@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from esm.checkpoints import DynamoDBShardCheckpoints, FileShardCheckpoints, ShardCheckpointStore
 from esm.delivery import BatchDelivery
+from esm.faults import DeliveryFaults
 from esm.invoker import WorkerPool
 from esm.onfailure import destination_for
 from esm.settings import FunctionSettings, MappingSettings, StartingPosition
@@ -56,6 +57,7 @@ class MappingRunner:
         source=None,
         destination=None,
         clock: Callable[[], float] = time.time,
+        faults: DeliveryFaults | None = None,
     ) -> None:
         self.mapping = mapping
         self.function = function
@@ -68,6 +70,7 @@ class MappingRunner:
         self._tuning = tuning
         self._stop = stop
         self._clock = clock
+        self._invoke = (faults or DeliveryFaults()).wrap(pool.invoke)
         self.processors: dict[str, ShardProcessor] = {}
         self.finished: set[str] = set()
         self.finished_stats: list[ShardStats] = []
@@ -163,7 +166,7 @@ class MappingRunner:
             mapping=self.mapping,
             function=self.function,
             shard_id=stats.shard_id,
-            invoke=self._pool.invoke,
+            invoke=self._invoke,
             destination=self.destination,
             stats=stats,
             retry_backoff=Backoff(
@@ -226,6 +229,7 @@ class Runner:
         progress: TextIO | None = sys.stderr,
         worker_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        faults: DeliveryFaults | None = None,
     ) -> None:
         if not mappings:
             raise ValueError(f"function {function.name} has no enabled stream mappings")
@@ -246,6 +250,7 @@ class Runner:
                 stop=self.stop_event,
                 session=self.session,
                 clock=clock,
+                faults=faults,
             )
             for mapping in mappings
         ]
