@@ -9,11 +9,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import subprocess
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +21,10 @@ import pytest
 
 from esm import FunctionSettings, MappingSettings, Runner, Summary, Tuning
 from esm.settings import load_function
-from streamline.emulator import free_port, stop_pid
 from streamline.paths import REPO_ROOT
+from streamline.tools.kinesalite import Kinesalite
 
 CODE_DIR = REPO_ROOT / "tests" / "esm"  # the handlers' code directory (esm_handlers.py)
-KINESALITE_SOURCE = REPO_ROOT / "tools" / "kinesalite"  # package.json + lock, committed
-KINESALITE_DIR = REPO_ROOT / ".tools" / "kinesalite"  # installed here (gitignored)
 
 # The runner's pacing, shrunk so tests are fast; the rules under test are untouched.
 FAST = Tuning(
@@ -202,43 +199,13 @@ def mapping(stream_arn: str, **settings) -> MappingSettings:
 # --- kinesalite ------------------------------------------------------------------------
 
 
-@dataclass
-class Kinesalite:
-    endpoint: str
-    pid: int
-
-
 @pytest.fixture(scope="session")
-def kinesalite(aws_endpoint) -> Kinesalite:
-    """kinesalite on 127.0.0.1 and a free port, from .tools/kinesalite (make esm-tools)."""
-    module = KINESALITE_DIR / "node_modules" / "kinesalite"
-    if not module.exists():  # `make test` installs it first (mk/esm.mk); this is a fallback
-        KINESALITE_DIR.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(KINESALITE_SOURCE / name, KINESALITE_DIR / name)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(KINESALITE_DIR)],
-            check=True,
-            capture_output=True,
-        )
-    port = free_port()
-    script = (
-        f"require({json.dumps(str(module))})({{createStreamMs: 0, deleteStreamMs: 0, "
-        f"updateStreamMs: 0, shardLimit: 100}}).listen({port}, '127.0.0.1', "
-        f"() => console.log('ready'))"
-    )
-    proc = subprocess.Popen(
-        ["node", "-e", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == b"ready", "kinesalite did not start"
-        yield Kinesalite(f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        stop_pid(proc.pid)
-        proc.wait(timeout=10)
+def kinesalite(aws_endpoint, tmp_path_factory) -> Iterator[Kinesalite]:
+    """kinesalite on 127.0.0.1 and a free port, from .tools/kinesalite (make esm-tools), under
+    the launcher that keeps it up when a client goes away mid-request."""
+    log_path = tmp_path_factory.mktemp("kinesalite") / "kinesalite.log"
+    with Kinesalite.start(log_path=log_path) as kinesalite:
+        yield kinesalite
 
 
 @pytest.fixture
