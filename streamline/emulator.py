@@ -156,6 +156,50 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+# DynamoDB backend methods that read or write items (the batch and PartiQL calls go through
+# them item by item).
+_DYNAMODB_ITEM_CALLS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+)
+
+
+def serialize_dynamodb_transactions() -> None:
+    """Make moto's TransactWriteItems atomic and isolated, as DynamoDB's are.
+
+    moto checks and writes a transaction's items one by one, with no lock, and on a failed
+    condition restores copies of the touched tables taken when the transaction started. Its
+    server answers requests on threads, so two transactions can both pass their conditions,
+    and a failed one throws away every write other requests made to those tables meanwhile
+    (seen in the chaos run: committed keyed state and sink rows rolled back). DynamoDB
+    serializes a transaction against every other write and read of its items:
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-isolation
+    One lock around each item call and each whole transaction gives that.
+    """
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()  # re-entrant: a transaction calls put_item/update_item itself
+
+    def serialized(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return call
+
+    for name in _DYNAMODB_ITEM_CALLS:
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+
+
 def serve(port: int) -> None:
     """Run moto's server in this process with its own function invocation switched off."""
     from moto.awslambda.models import LambdaBackend
@@ -165,6 +209,7 @@ def serve(port: int) -> None:
 
     LambdaBackend.send_kinesis_message = no_invoke
     LambdaBackend.send_dynamodb_items = no_invoke
+    serialize_dynamodb_transactions()
 
     from moto.server import main
 
