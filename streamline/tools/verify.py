@@ -230,6 +230,10 @@ class Report:
     lost: int = 0
     duplicated: int = 0  # applied (or parked) more than once by the pipeline
     producer_duplicates: int = 0  # sent twice by the producer, skipped: not a failure
+    # One record's poison message on the queue twice: SQS sends are at least once (a send
+    # retried after its answer was lost, or a crash between the send and the checkpoint).
+    # Not a failure: nothing was applied twice, and replay.py applies the record once.
+    parked_again: int = 0
     out_of_order: int = 0  # keys
     unexpectedly_parked: int = 0
     unexpectedly_replayed: int = 0
@@ -278,6 +282,9 @@ class Report:
             f"; {self.replayed} applied by replay, "
             f"{self.producer_duplicates} producer duplicates skipped"
         )
+        if self.parked_again:
+            line += f", {self.parked_again} poison messages sent twice"
+
         if self.ok or self.drained:
             return line
         reasons = []
@@ -412,8 +419,8 @@ def _assess_parked(
                 # The stream holds the event twice (the producer's retry): not the pipeline's.
                 report.producer_duplicates += 1
             else:
-                report.duplicated += 1
-                report.details.append(f"parked twice: {where}")
+                report.parked_again += 1
+                report.details.append(f"poison message sent twice (not a failure): {where}")
         elif original is None:
             report.unexpectedly_parked += 1
             report.details.append(f"parked but never sent: {where}")
