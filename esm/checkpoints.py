@@ -7,14 +7,13 @@ interface: a JSON file per mapping (default, written atomically) and a DynamoDB 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from esm.private_files import write_private_atomically
 from processor.aws import LazyClient
 
 
@@ -37,7 +36,8 @@ class FileShardCheckpoints:
     """Checkpoints of one mapping in one JSON file; each save replaces it atomically
     (write a temporary file, rename it over the old one), so a SIGKILL leaves the old or the
     new checkpoint, never a torn one. ``fsync=True`` also survives a power cut, at ~0.5 ms
-    per batch; a runner killed mid-write needs only the rename."""
+    per batch; a runner killed mid-write needs only the rename. The file is its owner's
+    only (0600, and 0700 for the directories created for it: `esm.private_files`)."""
 
     def __init__(self, path: Path, fsync: bool = False) -> None:
         self.path = Path(path)
@@ -68,20 +68,8 @@ class FileShardCheckpoints:
                     for sid, c in self._checkpoints.items()
                 }
             }
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One writer per file (this lock, this process): a fixed temporary name will do.
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            try:
-                with open(tmp, "w") as out:
-                    out.write(json.dumps(document))
-                    if self._fsync:
-                        out.flush()
-                        os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            # One writer per file (this lock, this process), as the helper requires.
+            write_private_atomically(self.path, json.dumps(document), fsync=self._fsync)
 
 
 class DynamoDBShardCheckpoints:

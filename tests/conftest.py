@@ -48,6 +48,15 @@ def aws_session(aws_endpoint) -> boto3.Session:
 
 
 @pytest.fixture
+def umask() -> Iterator[None]:
+    """Restores the process umask after a test that sets one (tests of file modes)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield
+    os.umask(saved)
+
+
+@pytest.fixture
 def unique_name(request) -> str:
     """A resource name no other test uses: test name plus a random suffix, AWS-safe."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")

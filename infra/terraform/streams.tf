@@ -24,4 +24,10 @@ resource "aws_dynamodb_table" "source" {
     name = "pk"
     type = "S"
   }
+
+  # The AWS managed key, as for every table (tables.tf says why); the stream shares the
+  # table's key.
+  server_side_encryption {
+    enabled = true
+  }
 }

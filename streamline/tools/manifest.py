@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict
+
+from esm.private_files import write_private_atomically
 
 MANIFEST_VERSION = 2
 RUN_ID_PATTERN = re.compile(r"[a-z0-9]{1,16}")
@@ -79,12 +80,11 @@ def payload_sha256(payload: str) -> str:
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
-    """Seal and write atomically: a reader sees the old file or the new one, never half."""
+    """Seal and write atomically: a reader sees the old file or the new one, never half. The
+    manifest holds every event's payload, so only its owner may read it (0600; directories
+    created for it 0700)."""
     manifest["sha256"] = digest(manifest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
-    os.replace(temporary, path)
+    write_private_atomically(Path(path), json.dumps(manifest, separators=(",", ":")) + "\n")
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -137,6 +137,22 @@ def test_sink_table_is_keyed_by_pk(real_config):
     assert table["attribute"] == [{"name": "pk", "type": "S"}]
 
 
+def test_every_table_requests_encryption_under_the_aws_managed_key(real_config):
+    # Without the block a table is still encrypted, under an AWS owned key that nothing in
+    # the account shows (test_infra_stack.py says why that is not enough).
+    tables = _resources(real_config, "aws_dynamodb_table")
+    assert tables
+    for name, table in tables.items():
+        assert table.get("server_side_encryption") == [{"enabled": True}], name
+
+
+def test_every_queue_requests_server_side_encryption(real_config):
+    queues = _resources(real_config, "aws_sqs_queue")
+    assert queues
+    for name, queue in queues.items():
+        assert queue.get("sqs_managed_sse_enabled") is True or queue.get("kms_master_key_id"), name
+
+
 def test_queues_are_the_last_stop(real_config):
     queues = _resources(real_config, "aws_sqs_queue")
     assert set(queues) == {"poison", "on_failure"}
