@@ -22,6 +22,7 @@ from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
 )
 
 from esm.faults import DeliveryFaults
@@ -38,7 +39,54 @@ from esm.settings import (
     load_mappings,
 )
 from esm.shard import Tuning
+from esm.sources import source_for
 from processor.aws import error_code, parse_arn
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Errors in one line (what is wrong, where to look), not argparse's usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+# Lambda's own limits for a function: timeout 1-900 s, memory 128-10240 MB.
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+MAX_TIMEOUT_S = 900
+MEMORY_MB = (128, 10240)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _timeout(value: str) -> float:
+    """--timeout: seconds, more than 0 and at most Lambda's 900."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_TIMEOUT_S} seconds, got {value}"
+        )
+    return seconds
+
+
+def _memory(value: str) -> int:
+    try:
+        megabytes = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MB: {value!r}") from None
+    if not MEMORY_MB[0] <= megabytes <= MEMORY_MB[1]:
+        raise argparse.ArgumentTypeError(
+            f"must be from {MEMORY_MB[0]} to {MEMORY_MB[1]} MB, got {value}"
+        )
+    return megabytes
+
+
+def _environment_pair(value: str) -> str:
+    name, equals, _ = value.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {value!r}")
+    return value
 
 
 def _seconds(value: str) -> float:
@@ -68,6 +116,8 @@ def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> st
     code = error_code(exc)
     if code == "ResourceNotFoundException":
         return f"function {function_name!r} is not at the endpoint: check --function-name"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_DEFAULT_REGION (or AWS_REGION)"
     if isinstance(exc, NoCredentialsError):
         return "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     if isinstance(exc, EndpointConnectionError):
@@ -77,14 +127,19 @@ def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> st
 
 def _timestamp(value: str) -> datetime:
     try:
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    except ValueError:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except ValueError:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise argparse.ArgumentTypeError(
+            f"not a time (epoch seconds or ISO 8601): {value!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m esm",
         description="The local event source mapping runner: Kinesis and DynamoDB Streams into "
         "a Python handler with Lambda's batching, retry, bisect, batch item failure, "
@@ -122,16 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--handler", help="module.function, e.g. processor.handler.handler")
     flags.add_argument(
         "--timeout",
-        type=float,
+        type=_timeout,
         help=f"seconds; default: the function's configuration, else {DEFAULT_TIMEOUT_S}",
     )
     flags.add_argument(
         "--memory-size",
-        type=int,
+        type=_memory,
         help=f"MB; default: the function's configuration, else {DEFAULT_MEMORY_MB}",
     )
     flags.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="function environment"
+        "--env",
+        action="append",
+        default=[],
+        type=_environment_pair,
+        metavar="NAME=VALUE",
+        help="function environment",
     )
     flags.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     flags.add_argument("--maximum-batching-window", type=float, default=0, metavar="SECONDS")
@@ -175,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--checkpoint-table", help="keep checkpoints in this DynamoDB table instead of files"
     )
-    tuning.add_argument("--log-level", default="WARNING")
+    tuning.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING")
     faults = run.add_argument_group(
         "injected faults",
         "Lambda's delivery is at least once; test a handler against it on purpose "
@@ -220,8 +280,8 @@ def _function(args, lambda_client) -> FunctionSettings:
         name=base.name,
         arn=base.arn,
         handler=args.handler or base.handler,
-        timeout_s=args.timeout or base.timeout_s,
-        memory_mb=args.memory_size or base.memory_mb,
+        timeout_s=base.timeout_s if args.timeout is None else args.timeout,
+        memory_mb=base.memory_mb if args.memory_size is None else args.memory_size,
         environment=environment,
         role_arn=base.role_arn,
     )
@@ -255,8 +315,8 @@ def _cmd_run(args) -> int:
         print("need --function-name, or --stream-arn with --handler", file=sys.stderr)
         return 2
     session = boto3.Session()
-    lambda_client = session.client("lambda")
     try:
+        lambda_client = session.client("lambda")
         function = _function(args, lambda_client)
         if args.stream_arn:
             mappings = [_mapping_from_flags(args)]
@@ -268,6 +328,22 @@ def _cmd_run(args) -> int:
     except (BotoCoreError, ClientError) as exc:
         print(f"[esm] cannot start: {_describe(exc, args.function_name)}", file=sys.stderr)
         return 2
+    for mapping in mappings:
+        # Once before anything starts: a stream that is not there, or an endpoint that does
+        # not answer, is a clear error now rather than retries for ever.
+        arn = mapping.event_source_arn
+        try:
+            source_for(arn, function, session).list_shards()
+        except ValueError as exc:
+            print(f"invalid setting: {exc}", file=sys.stderr)
+            return 2
+        except (BotoCoreError, ClientError) as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                reason = "it is not at the endpoint: check the ARN and AWS_ENDPOINT_URL"
+            else:
+                reason = _describe(exc, args.function_name)
+            print(f"[esm] cannot read {arn}: {reason}", file=sys.stderr)
+            return 2
     if not mappings:
         print(f"function {function.name} has no enabled stream mappings", file=sys.stderr)
         return 1

@@ -5,12 +5,14 @@
 3. load.py: a few thousand events over Kinesis and the DynamoDB table, some of them poison;
 4. verify.py: waits for the pipeline to drain, prints the summary line, sets the exit code;
 5. always: the runner stopped by its PID, `make infra-down` (which stops the emulator).
+
+build/demo/ holds payloads (the manifest) and the handler's logs: its files are 0600 and the
+directories created for them 0700 (`esm.private_files`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -18,9 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+from esm.private_files import create_private, make_private_dirs
+from streamline.arguments import OneLineParser, integer, number
 from streamline.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
-from streamline.emulator import EMULATOR_ENV, stop_pid
+from streamline.emulator import EMULATOR_ENV, StateFileError, read_state, stop_pid
+from streamline.infra.offline import MissingTool, terraform_binary
 from streamline.paths import REPO_ROOT
+from streamline.tools.load import MAX_EVENTS
+from streamline.tools.stack import StackFileError, read_stack_file
 
 STACK_FILE = REPO_ROOT / "build" / "stack.json"
 DEMO_DIR = REPO_ROOT / "build" / "demo"
@@ -28,8 +35,8 @@ RUNNER_LOG_TAIL_LINES = 6
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, returncode: int):
-        super().__init__(f"{step} failed (exit {returncode})")
+    def __init__(self, step: str, returncode: int, reason: str | None = None):
+        super().__init__(f"{step} failed ({reason or f'exit {returncode}'})")
         self.returncode = returncode
 
 
@@ -51,8 +58,7 @@ def endpoint_env() -> dict[str, str]:
     embedded emulator `make infra-up` started (recorded in its state file)."""
     env = dict(os.environ)
     if not env.get("AWS_ENDPOINT_URL"):
-        state = json.loads(EMULATOR_STATE_FILE.read_text())
-        env["AWS_ENDPOINT_URL"] = state["endpoint"]
+        env["AWS_ENDPOINT_URL"] = read_state(EMULATOR_STATE_FILE)["endpoint"]
     for name, value in EMULATOR_ENV.items():
         env.setdefault(name, value)
     return env
@@ -72,7 +78,7 @@ def start_runner(function_name: str, env: dict[str, str], log_path: Path, until_
         str(DEMO_DIR / "esm-state"),
     ]
     say(f"runner: {' '.join(command[1:])} (log: {log_path.relative_to(REPO_ROOT)})")
-    with open(log_path, "wb") as log:
+    with create_private(log_path) as log:
         return subprocess.Popen(
             command,
             env=env,
@@ -106,27 +112,37 @@ DEMO_BATCH_SIZE = 500
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=3000, help="events (default 3000)")
-    parser.add_argument("--keys", type=int, default=60, help="keys (default 60)")
-    parser.add_argument("--poison-fraction", type=float, default=0.005)
+    """The demo's options, refused here (one line, exit 2) rather than by load.py or verify.py
+    once the stack is up."""
+    parser = OneLineParser(prog="demo.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--count", type=integer(1, MAX_EVENTS), default=3000, help="events (default 3000)"
+    )
+    # load.py needs a key per source, and the demo loads both.
+    parser.add_argument("--keys", type=integer(2, MAX_EVENTS), default=60, help="keys (default 60)")
+    parser.add_argument(
+        "--poison-fraction",
+        type=number(0, 1),
+        default=0.005,
+        help="share of events marked poison (default 0.005)",
+    )
     parser.add_argument("--aggregate", action="store_true", help="KPL-aggregate Kinesis records")
     parser.add_argument(
-        "--timeout", type=int, default=300, help="seconds verify waits for the pipeline"
+        "--timeout",
+        type=integer(0),
+        default=300,
+        help="seconds verify waits for the pipeline (default 300)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="leave the stack and emulator up (make infra-down)"
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=integer(1, 10_000),
         default=DEMO_BATCH_SIZE,
         help=f"the mappings' BatchSize (default {DEMO_BATCH_SIZE}; the Terraform default is 100)",
     )
-    args = parser.parse_args(argv)
-    if not 1 <= args.batch_size <= 10_000:
-        parser.error(f"--batch-size must be from 1 to 10000, got {args.batch_size}")
-    return args
+    return parser.parse_args(argv)
 
 
 def infra_up(make: str, batch_size: int) -> tuple[dict[str, str], dict]:
@@ -137,7 +153,14 @@ def infra_up(make: str, batch_size: int) -> tuple[dict[str, str], dict]:
         [make, "--no-print-directory", "infra-up", f"INFRA_VARS={variables}"],
         dict(os.environ),
     )
-    return endpoint_env(), json.loads(STACK_FILE.read_text())
+    try:
+        env = endpoint_env()
+        stack = read_stack_file(STACK_FILE)
+    except (StateFileError, StackFileError) as exc:
+        raise StepFailed("infra-up", 1, str(exc)) from exc
+    if not stack.get("function_name"):
+        raise StepFailed("infra-up", 1, f"{STACK_FILE} names no function_name")
+    return env, stack
 
 
 def load(args: argparse.Namespace, env: dict[str, str], manifest: Path) -> None:
@@ -205,11 +228,17 @@ def infra_down(make: str, keep: bool, exit_code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        terraform_binary()  # `make infra-up` needs it: say so before anything starts
+    except MissingTool as exc:
+        print(f"demo.py: {exc}", file=sys.stderr)
+        return 2
     # A SIGTERM (CI cancelling, say) tears down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     make = os.environ.get("MAKE", "make")
     started = time.monotonic()
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    # Its files hold payloads (the manifest) and the handler's logs: owner-only.
+    make_private_dirs(DEMO_DIR)
     runner_log = DEMO_DIR / "esm.log"
     manifest = DEMO_DIR / "manifest.json"
     runner = None

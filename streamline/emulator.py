@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamline import arguments
 from streamline.paths import REPO_ROOT
 
 DEFAULT_STATE_FILE = REPO_ROOT / ".emulator" / "state.json"
@@ -64,12 +65,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class EmulatorNotReady(RuntimeError):
+    """The emulator exited before it answered, or did not answer in time."""
+
+
+class StateFileError(Exception):
+    """The state file `start` writes cannot be used: missing, not JSON, or not its shape."""
+
+
 def wait_until_ready(endpoint: str, timeout_s: float = READY_TIMEOUT_S, proc=None) -> None:
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"emulator exited with code {proc.returncode} before it was ready")
+            raise EmulatorNotReady(
+                f"emulator exited with code {proc.returncode} before it was ready"
+            )
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
                 return
@@ -79,7 +90,7 @@ def wait_until_ready(endpoint: str, timeout_s: float = READY_TIMEOUT_S, proc=Non
         except OSError as exc:
             last_error = exc
             time.sleep(0.1)
-    raise TimeoutError(f"emulator at {endpoint} not ready after {timeout_s}s: {last_error}")
+    raise EmulatorNotReady(f"emulator at {endpoint} not ready after {timeout_s}s: {last_error}")
 
 
 @dataclass
@@ -216,57 +227,95 @@ def serve(port: int) -> None:
     main(["-H", "127.0.0.1", "-p", str(port)])
 
 
-def _cmd_start(args: argparse.Namespace) -> int:
-    state_file = Path(args.state_file)
-    if state_file.exists():
+def read_state(state_file: Path) -> dict[str, Any]:
+    """The emulator `start` recorded: {"pid": int, "endpoint": str}."""
+    try:
         state = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        raise StateFileError(
+            f"no emulator recorded in {state_file}: run `python scripts/emulator.py start`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateFileError(f"cannot read state file {state_file}: {exc}") from exc
+    except ValueError as exc:
+        raise StateFileError(
+            f"state file {state_file} is not JSON ({exc}): remove it once no emulator runs"
+        ) from exc
+    pid = state.get("pid") if isinstance(state, dict) else None
+    endpoint = state.get("endpoint") if isinstance(state, dict) else None
+    # A pid of 0 or -1 would signal a whole process group, or every process we may signal.
+    if type(pid) is not int or pid <= 1 or not isinstance(endpoint, str) or not endpoint:
+        raise StateFileError(
+            f'state file {state_file} is not {{"pid": <int>, "endpoint": <url>}}: '
+            "remove it once no emulator runs"
+        )
+    return state
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    state_file = args.state_file
+    if state_file.exists():
+        state = read_state(state_file)
         try:
             wait_until_ready(state["endpoint"], timeout_s=1)
             print(state["endpoint"])
             return 0
-        except (TimeoutError, RuntimeError):
+        except EmulatorNotReady:
             state_file.unlink()
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator.start(port=args.port, log_path=state_file.parent / "moto.log")
+    log_path = state_file.parent / "moto.log"
+    try:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        emulator = Emulator.start(port=args.port, log_path=log_path)
+    except (OSError, EmulatorNotReady) as exc:
+        print(f"emulator.py: cannot start the emulator: {exc} (log: {log_path})", file=sys.stderr)
+        return 1
     state_file.write_text(json.dumps({"pid": emulator.pid, "endpoint": emulator.endpoint}))
     print(emulator.endpoint)
     return 0
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    state_file = Path(args.state_file)
+    state_file = args.state_file
     if not state_file.exists():
         print(f"no emulator recorded in {state_file}", file=sys.stderr)
         return 0
-    state = json.loads(state_file.read_text())
-    stop_pid(int(state["pid"]))
+    state = read_state(state_file)
+    stop_pid(state["pid"])
     state_file.unlink()
     print(f"stopped emulator pid {state['pid']} ({state['endpoint']})")
     return 0
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    state = json.loads(Path(args.state_file).read_text())
+    state = read_state(args.state_file)
     for name, value in {**EMULATOR_ENV, "AWS_ENDPOINT_URL": state["endpoint"]}.items():
         print(f"export {name}={value}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = arguments.OneLineParser(prog="emulator.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("start", _cmd_start), ("stop", _cmd_stop), ("env", _cmd_env)):
         p = sub.add_parser(name)
-        p.add_argument("--state-file", default=str(DEFAULT_STATE_FILE))
+        p.add_argument("--state-file", type=arguments.path, default=DEFAULT_STATE_FILE)
         p.set_defaults(func=func)
-    sub.choices["start"].add_argument("--port", type=int, default=None)
+    sub.choices["start"].add_argument("--port", type=arguments.port, default=None)
     p = sub.add_parser("serve", help="run moto in the foreground (used by start)")
-    p.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
+    p.add_argument("--port", type=arguments.port, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # bad arguments: one line, exit 2
     if args.command == "serve":
         serve(args.port)
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StateFileError as exc:
+        print(f"emulator.py: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

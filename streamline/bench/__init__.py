@@ -6,10 +6,11 @@ and its figures.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
+
+from streamline.arguments import OneLineParser
 
 BENCHMARKS = {
     "processor": "streamline.bench.processor",  # the ordered processor against Powertools
@@ -19,8 +20,9 @@ BENCHMARKS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def wanted_benchmarks(argv: list[str] | None = None) -> set[str]:
+    """The benchmarks the command line names (all when none); bad arguments: one line, exit 2."""
+    parser = OneLineParser(
         prog="bench.py",
         description="Run the benchmarks; print one JSON object per line.",
         epilog="example: python scripts/bench.py esm",
@@ -31,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(parser.parse_args(argv).names)
     unknown = wanted - set(BENCHMARKS)
     if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    wanted = wanted or set(BENCHMARKS)
+        parser.error(
+            f"unknown benchmark(s): {', '.join(map(repr, sorted(unknown)))}; "
+            f"choose from {', '.join(BENCHMARKS)}"
+        )
+    return wanted or set(BENCHMARKS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    wanted = wanted_benchmarks(argv)
     for short, module_name in BENCHMARKS.items():
         if short not in wanted:
             continue

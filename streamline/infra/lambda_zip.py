@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from streamline import arguments
 from streamline.paths import REPO_ROOT
 
 PACKAGE_DIRS = ("processor",)
@@ -43,6 +44,10 @@ SKIPPED_PARTS = {"__pycache__"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 
+class BuildFailed(RuntimeError):
+    """The package could not be built; the message says why in one line."""
+
+
 def runtime_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
     return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
 
@@ -55,7 +60,7 @@ def install_dependencies(requirements: list[str], cache_dir: Path = DEPS_CACHE) 
         return target
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(
+    pip = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -69,8 +74,12 @@ def install_dependencies(requirements: list[str], cache_dir: Path = DEPS_CACHE) 
             *PIP_PLATFORM_ARGS,
             *requirements,
         ],
-        check=True,
     )
+    if pip.returncode != 0:
+        raise BuildFailed(
+            f"pip could not install the Lambda's dependencies (exit {pip.returncode}; its "
+            "output is above): is the package index reachable?"
+        )
     tmp.rename(target)
     return target
 
@@ -113,11 +122,19 @@ def build(out: Path = DEFAULT_OUT, package_root: Path = REPO_ROOT) -> Path:
     return out
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = arguments.OneLineParser(prog="lambda_zip.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=arguments.path, default=DEFAULT_OUT)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    out = build(args.out)
+    args = build_parser().parse_args(argv)  # bad arguments: one line, exit 2
+    try:
+        out = build(args.out)
+    except (BuildFailed, OSError) as exc:
+        print(f"lambda_zip.py: cannot build {args.out}: {exc}", file=sys.stderr)
+        return 1
     print(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

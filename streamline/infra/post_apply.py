@@ -70,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: infra_post_apply.py {{{','.join(UPDATERS)}}}", file=sys.stderr)
         return 2
     service, update = UPDATERS[argv[0]]
-    resource_id = os.environ["STREAMLINE_RESOURCE_ID"]
-    settings = json.loads(os.environ["STREAMLINE_SETTINGS"])
+    resource_id = os.environ.get("STREAMLINE_RESOURCE_ID")
+    try:
+        settings = json.loads(os.environ.get("STREAMLINE_SETTINGS", ""))
+    except ValueError:
+        settings = None
+    if not resource_id or not isinstance(settings, dict):
+        # Terraform's generated local-exec sets both; run by hand, say what is missing.
+        print(
+            "post_apply.py: set STREAMLINE_RESOURCE_ID and STREAMLINE_SETTINGS (a JSON object)",
+            file=sys.stderr,
+        )
+        return 2
     client = boto3.client(
         service,
         endpoint_url=os.environ.get("STREAMLINE_ENDPOINT") or None,

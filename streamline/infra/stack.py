@@ -21,16 +21,19 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamline import arguments
 from streamline.emulator import DEFAULT_STATE_FILE as EMULATOR_STATE_FILE
-from streamline.emulator import EMULATOR_ENV
+from streamline.emulator import EMULATOR_ENV, StateFileError, read_state
 from streamline.infra import lambda_zip, offline
 from streamline.paths import REPO_ROOT
 
@@ -62,6 +65,11 @@ class TerraformFailed(RuntimeError):
         self.returncode = returncode
 
 
+class CannotRun(Exception):
+    """Terraform was not run, or not to the end, for a reason outside it (the endpoint, the
+    emulator, the Lambda zip, the working directory); the message says which, in one line."""
+
+
 @dataclass
 class Stack:
     """One Terraform working directory and the environment it runs in."""
@@ -79,7 +87,10 @@ class Stack:
 
     def output_json(self) -> dict:
         cmd = [offline.terraform_binary(), f"-chdir={self.work_dir}", "output", "-json"]
-        raw = subprocess.run(cmd, env=self.env, check=True, capture_output=True, text=True)
+        raw = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
+        if raw.returncode != 0:
+            sys.stderr.write(raw.stderr)
+            raise TerraformFailed(["output", "-json"], raw.returncode)
         return {name: item["value"] for name, item in json.loads(raw.stdout).items()}
 
 
@@ -103,7 +114,10 @@ def running_embedded_emulator(state_file: Path = EMULATOR_STATE_FILE) -> str | N
     """
     if not state_file.exists():
         return None
-    endpoint = json.loads(state_file.read_text())["endpoint"]
+    try:
+        endpoint = read_state(state_file)["endpoint"]
+    except StateFileError as exc:
+        raise CannotRun(str(exc)) from exc
     try:
         with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=5):
             return endpoint
@@ -132,21 +146,45 @@ def start_embedded_emulator() -> str:
     if running:
         return running
     out = subprocess.run(
-        [sys.executable, "-m", "streamline.emulator", "start"],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "streamline.emulator", "start"], capture_output=True, text=True
     )
+    if out.returncode != 0:
+        said = out.stderr.strip().splitlines() or [f"exit {out.returncode}"]
+        raise CannotRun(f"the embedded emulator did not start: {said[-1]}")
     return out.stdout.strip().splitlines()[-1]
 
 
 def stop_embedded_emulator() -> None:
-    subprocess.run([sys.executable, "-m", "streamline.emulator", "stop"], check=True)
+    out = subprocess.run([sys.executable, "-m", "streamline.emulator", "stop"])
+    if out.returncode != 0:
+        raise CannotRun("the embedded emulator did not stop: `python scripts/emulator.py stop`")
+
+
+def check_reachable(endpoint: str, timeout_s: float = 5.0) -> None:
+    """CannotRun unless something listens at `endpoint`: Terraform would otherwise retry every
+    call against a closed port for minutes before it says so."""
+    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number, or out of range
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise CannotRun(f"AWS_ENDPOINT_URL {endpoint!r} is not an http(s)://HOST[:PORT] URL")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise CannotRun(
+            f"AWS_ENDPOINT_URL {endpoint} does not answer ({exc}): start it, or unset "
+            "AWS_ENDPOINT_URL to use the embedded emulator"
+        ) from exc
 
 
 def prepare(args: argparse.Namespace, environ: dict[str, str]) -> Stack:
     """Write the working directory (config copy, variables) and run `terraform init`."""
     work_dir = (args.work_dir or WORK_DIRS[args.provider]).resolve()
+    if work_dir == offline.REAL_CONFIG_DIR.resolve():
+        # Both providers rewrite the working directory's *.tf.
+        raise CannotRun(f"--work-dir {args.work_dir} is the real configuration: pick another")
     env = dict(environ)
     if args.provider == "offline":
         offline.write_offline_copy(work_dir)
@@ -179,12 +217,14 @@ def resolve_endpoint(args: argparse.Namespace, environ: dict[str, str]) -> tuple
     env = dict(environ)
     if args.aws:
         if env.get("AWS_ENDPOINT_URL"):
-            raise SystemExit("--aws with AWS_ENDPOINT_URL set: unset it or drop --aws")
+            raise CannotRun("--aws with AWS_ENDPOINT_URL set: unset it or drop --aws")
         return env, False
     embedded = not env.get("AWS_ENDPOINT_URL")
     if embedded:
         env["AWS_ENDPOINT_URL"] = start_embedded_emulator()
         print(f"embedded emulator at {env['AWS_ENDPOINT_URL']}", flush=True)
+    else:
+        check_reachable(env["AWS_ENDPOINT_URL"])
     for name, value in EMULATOR_ENV.items():
         env.setdefault(name, value)
     return env, embedded
@@ -194,9 +234,16 @@ def _target(env: dict[str, str]) -> str:
     return env.get("AWS_ENDPOINT_URL") or "AWS"
 
 
+def _build_lambda_zip(out: Path) -> None:
+    try:
+        lambda_zip.build(out)
+    except (lambda_zip.BuildFailed, OSError) as exc:
+        raise CannotRun(f"cannot build the Lambda zip {out}: {exc}") from exc
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if not args.lambda_zip.exists():
-        lambda_zip.build(args.lambda_zip)
+        _build_lambda_zip(args.lambda_zip)
     env, _ = resolve_endpoint(args, dict(os.environ))
     stack = prepare(args, env)
     started = time.monotonic()
@@ -221,7 +268,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     env, embedded = resolve_endpoint(args, dict(os.environ))
     if not args.lambda_zip.exists():  # destroy still evaluates filebase64sha256(var.lambda_zip)
-        lambda_zip.build(args.lambda_zip)
+        _build_lambda_zip(args.lambda_zip)
     stack = prepare(args, env)
     started = time.monotonic()
     stack.terraform("destroy", "-input=false", "-auto-approve", "-no-color")
@@ -233,28 +280,59 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _assignment(value: str) -> str:
+    """A `--var` flag: NAME=VALUE (parse_assignments reads the value)."""
+    name, sep, _ = value.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = arguments.OneLineParser(prog="stack.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("up", cmd_up), ("plan", cmd_plan), ("down", cmd_down)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
         p.add_argument("--provider", choices=sorted(WORK_DIRS), default="offline")
-        p.add_argument("--work-dir", type=Path, default=None, help="holds the copy and state")
-        p.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR)
-        p.add_argument("--lambda-zip", type=Path, default=BUILD_DIR / "lambda.zip")
-        p.add_argument("--stack-json", type=Path, default=DEFAULT_STACK_JSON)
-        p.add_argument("--name", default=None, help="resource name prefix (default: streamline)")
+        p.add_argument(
+            "--work-dir", type=arguments.path, default=None, help="holds the copy and state"
+        )
+        p.add_argument("--mirror", type=arguments.path, default=DEFAULT_MIRROR)
+        p.add_argument("--lambda-zip", type=arguments.path, default=BUILD_DIR / "lambda.zip")
+        p.add_argument("--stack-json", type=arguments.path, default=DEFAULT_STACK_JSON)
+        p.add_argument(
+            "--name",
+            type=arguments.text,
+            default=None,
+            help="resource name prefix (default: streamline)",
+        )
         p.add_argument(
             "--aws", action="store_true", help="AWS itself: no emulator, your own credentials"
         )
-        p.add_argument("--var", action="append", default=[], help="NAME=VALUE (JSON or a string)")
+        p.add_argument(
+            "--var",
+            type=_assignment,
+            action="append",
+            default=[],
+            help="NAME=VALUE (JSON or a string)",
+        )
     sub.choices["down"].add_argument("--keep-emulator", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # bad arguments: one line, exit 2
     try:
+        # Before anything is built or started: every command runs terraform.
+        offline.terraform_binary()
         return args.func(args)
-    except TerraformFailed as exc:
-        print(exc, file=sys.stderr)
+    except (offline.MissingTool, CannotRun) as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    except (TerraformFailed, offline.TransformError) as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import math
 import random
 import string
 import sys
@@ -43,6 +42,7 @@ from botocore.exceptions import ClientError
 from processor.aws import Backoff, error_code, is_throttling
 from processor.contracts import DemoEvent
 from processor.records import Source
+from streamline.arguments import OneLineParser, integer, number, text
 from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
 from streamline.tools.manifest import (
     KEY_PREFIXES,
@@ -73,6 +73,10 @@ PLAN_LOOKAHEAD = 4 * MAX_RECORDS_PER_PUT
 DEFAULT_MAX_ATTEMPTS = 20
 # A poison event's message carries the payload base64-encoded, and SQS takes 256 KiB.
 MAX_PAYLOAD_SIZE = 100_000
+# Every event, payload included, is held in memory and written to the manifest: a bound that
+# refuses a mistyped count at once rather than running out of memory later.
+MAX_EVENTS = 10_000_000
+MAX_WORKERS = 64  # sender threads per source
 
 # Per-entry PutRecords errors worth re-sending; anything else (KMS access, say) is fatal.
 # Whole-request errors worth retrying are processor.aws.THROTTLING_ERRORS.
@@ -574,36 +578,16 @@ def manifest_for(
 STACK_KEYS = ("kinesis_stream_name", "kinesis_stream_arn", "source_table_name")
 
 
-def _bounded(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str], Any]:
-    """An argparse type: a `kind` number within [minimum, maximum]."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a{'n integer' if kind is int else ' number'}"
-            ) from None
-        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-            bound = (
-                f"from {minimum:g} to {maximum:g}"
-                if maximum is not None
-                else f"at least {minimum:g}"
-            )
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-
-    return parse
-
-
-def _run_id(text: str) -> str:
-    if not RUN_ID_PATTERN.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"must be 1-16 lowercase letters and digits, got {text!r}")
-    return text
+def _run_id(value: str) -> str:
+    if not RUN_ID_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"must be 1-16 lowercase letters and digits, got {value!r}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description="Push demo events {key, n, payload} to the Kinesis stream and/or the\n"
         "DynamoDB source table, and write a manifest for verify.py. Keys carry the run id\n"
         "(k-<run>-0001), so runs against one stack never collide.",
@@ -611,31 +595,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--count", type=_bounded(int, 1), default=1000, help="events in total (default 1000)"
+        "--count",
+        type=integer(1, MAX_EVENTS),
+        default=1000,
+        help=f"events in total, at most {MAX_EVENTS:,} (default 1000)",
     )
     parser.add_argument(
-        "--keys", type=_bounded(int, 1), default=20, help="keys in total (default 20)"
+        "--keys",
+        type=integer(1, MAX_EVENTS),
+        default=20,
+        help="keys in total (default 20)",
     )
     parser.add_argument(
         "--source", choices=["kinesis", "dynamodb", "both"], default="both", help="default both"
     )
-    parser.add_argument(
-        "--rate", type=_bounded(float, 0), default=0, help="events per second; 0: unlimited"
-    )
+    parser.add_argument("--rate", type=number(0), default=0, help="events per second; 0: unlimited")
     parser.add_argument(
         "--payload-size",
-        type=_bounded(int, 0, MAX_PAYLOAD_SIZE),
+        type=integer(0, MAX_PAYLOAD_SIZE),
         default=64,
         help=f"payload characters, at most {MAX_PAYLOAD_SIZE} so a parked event keeps its "
         "payload on the poison queue (default 64)",
     )
     parser.add_argument(
         "--poison-fraction",
-        type=_bounded(float, 0, 1),
+        type=number(0, 1),
         default=0.0,
         help="share of events marked poison, from 0 to 1 (default 0)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed for payloads and poison picks")
+    parser.add_argument(
+        "--seed", type=integer(), default=1, help="seed for payloads and poison picks"
+    )
     parser.add_argument(
         "--run-id",
         type=_run_id,
@@ -647,15 +637,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--aggregate-max-records",
-        type=_bounded(int, 1),
+        type=integer(1),
         default=50,
         help="user records per aggregated record at most (default 50)",
     )
     parser.add_argument(
-        "--workers", type=_bounded(int, 1), default=2, help="sender threads per source (default 2)"
+        "--workers",
+        type=integer(1, MAX_WORKERS),
+        default=2,
+        help=f"sender threads per source, at most {MAX_WORKERS} (default 2)",
     )
     parser.add_argument(
-        "--manifest", default="build/manifest.json", help="where to write the manifest"
+        "--manifest", type=text, default="build/manifest.json", help="where to write the manifest"
     )
     add_stack_arguments(parser, *STACK_KEYS)
     return parser
@@ -663,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, session: Any = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # bad arguments: usage line, exit 2
+    args = parser.parse_args(argv)  # bad arguments: one line, exit 2
     with interrupts_raised():
         try:
             return _load(args, session)

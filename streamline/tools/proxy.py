@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -33,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from streamline.arguments import MAX_PORT, OneLineParser, integer, number, text
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110, section 7.6.1).
 _HOP_BY_HOP = frozenset(
@@ -105,6 +109,7 @@ class Faults:
 class ProxyStats:
     requests: Counter = field(default_factory=Counter)  # by operation
     faults: Counter = field(default_factory=Counter)  # injected, by Fault
+    fault_times: list = field(default_factory=list)  # (wall time, Fault) of each injection
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, operation: str) -> None:
@@ -114,6 +119,7 @@ class ProxyStats:
     def count_fault(self, fault: Fault) -> None:
         with self.lock:
             self.faults[fault] += 1
+            self.fault_times.append((time.time(), fault))
 
     def total(self) -> int:
         with self.lock:
@@ -123,6 +129,19 @@ class ProxyStats:
         with self.lock:
             self.requests.clear()
             self.faults.clear()
+            self.fault_times.clear()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away mid-request or mid-answer (a killed process, an SDK call
+        # that timed out), or an upstream that hung up, ends that one exchange, as a dropped
+        # connection does: not the proxy's error, no traceback for it.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class Proxy:
@@ -138,16 +157,15 @@ class Proxy:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"upstream must be an http:// endpoint, got {upstream!r}")
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be at least 0, got {latency_ms}")
+        if not math.isfinite(latency_ms) or latency_ms < 0:
+            raise ValueError(f"latency_ms must be a finite number at least 0, got {latency_ms}")
         self.upstream_host = parsed.hostname
         self.upstream_port = parsed.port or 80
         self.latency_s = latency_ms / 1000
         self.faults = faults or Faults()
         self.stats = ProxyStats()
         self._outage: tuple[float, str | None] = (0.0, None)  # (until, match)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -294,22 +312,32 @@ def _operation(headers, path: str, body: bytes | None) -> str:
     return (query.get("Action") or ["(other)"])[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
         prog="python -m streamline.tools.proxy",
         description="Forward to an AWS endpoint with added latency; print the endpoint.",
     )
-    parser.add_argument("--upstream", required=True, help="the endpoint to forward to")
-    parser.add_argument("--latency-ms", type=float, default=10.0, help="added per request")
-    parser.add_argument("--port", type=int, default=0, help="default: a free port")
-    parser.add_argument("--throttle-rate", type=float, default=0.0, help="share throttled")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
+    parser.add_argument("--upstream", type=text, required=True, help="the endpoint to forward to")
+    parser.add_argument("--latency-ms", type=number(0), default=10.0, help="added per request")
     parser.add_argument(
-        "--drop-rate", type=float, default=0.0, help="share dropped, half before, half after"
+        "--port", type=integer(0, MAX_PORT), default=0, help="default (0): a free port"
     )
-    parser.add_argument("--seed", type=int, default=0, help="for the fault draws")
-    parser.add_argument("--match", help="inject only into requests containing this text")
-    args = parser.parse_args(argv)
+    parser.add_argument("--throttle-rate", type=number(0, 1), default=0.0, help="share throttled")
+    parser.add_argument("--error-rate", type=number(0, 1), default=0.0, help="share answered 500")
+    parser.add_argument(
+        "--drop-rate",
+        type=number(0, 1),
+        default=0.0,
+        help="share dropped, half before, half after",
+    )
+    parser.add_argument("--seed", type=integer(), default=0, help="for the fault draws")
+    parser.add_argument("--match", type=text, help="inject only into requests containing this text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # bad arguments: one line, exit 2
     try:
         faults = Faults(
             throttle_rate=args.throttle_rate,
@@ -320,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:
             match=args.match,
         )
         proxy = Proxy(args.upstream, args.latency_ms, args.port, faults)
-    except ValueError as exc:
+    except ValueError as exc:  # rates adding up to more than 1, an upstream that is not http://
         parser.error(str(exc))
+    except OSError as exc:  # the port is taken, or not ours to bind
+        print(f"{parser.prog}: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
     with proxy:
         print(proxy.endpoint, flush=True)
         try:

@@ -81,6 +81,7 @@ from processor.events import (
     wire_image,
 )
 from processor.records import Record, Unparseable, parse_record
+from streamline.arguments import OneLineParser, integer, non_empty, text
 from streamline.tools.load import (
     MAX_BYTES_PER_PUT,
     MAX_RECORDS_PER_PUT,
@@ -1299,27 +1300,8 @@ def _to_handler(
 # --- command line ----------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not the usage block
-        self.exit(ExitCode.UNUSABLE, f"{self.prog}: {message} (see --help)\n")
-
-
-def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"between {minimum} and {maximum}" if maximum else f"at least {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="replay.py",
         description="Re-drive records parked on the poison queue and batches reported on the "
         "ESM's on-failure queue, to a handler or back onto their stream. A message is deleted "
@@ -1330,6 +1312,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--to-handler",
+        type=text,
         metavar="MODULE.FUNCTION",
         help="call this handler with Lambda-shaped events (e.g. processor.handler.handler)",
     )
@@ -1345,9 +1328,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="both",
         help="which queue(s) to take messages from (default both)",
     )
-    parser.add_argument("--key", action="append", default=[], help="only records of this key")
+    parser.add_argument(
+        "--key", type=non_empty, action="append", default=[], help="only records of this key"
+    )
     parser.add_argument(
         "--error-type",
+        type=text,
         action="append",
         default=[],
         help="only messages with this error: a poison message's error.type, or an on-failure "
@@ -1362,23 +1348,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--parallelization-factor",
-        type=_int_at_least(1, 10),
+        type=integer(1, 10),
         default=None,
         help="the mapping's ParallelizationFactor, to tell an on-failure batch's records from "
         "other lanes' (default: read from the Lambda API)",
     )
     parser.add_argument(
-        "--limit", type=_int_at_least(1), default=10_000, help="messages per queue at most"
+        "--limit", type=integer(1), default=10_000, help="messages per queue at most"
     )
     parser.add_argument(
         "--batch-size",
-        type=_int_at_least(1),
+        type=integer(1),
         default=HANDLER_BATCH_SIZE,
         help=f"records per handler event (default {HANDLER_BATCH_SIZE})",
     )
     parser.add_argument(
         "--visibility-timeout",
-        type=_int_at_least(1, MAX_VISIBILITY_TIMEOUT_S),
+        type=integer(1, MAX_VISIBILITY_TIMEOUT_S),
         default=DEFAULT_VISIBILITY_TIMEOUT_S,
         help="seconds a held message stays hidden if this run dies (extended while it runs; "
         f"default {DEFAULT_VISIBILITY_TIMEOUT_S})",

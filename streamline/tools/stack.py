@@ -14,6 +14,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from processor.aws import error_code
+from streamline.arguments import text
 from streamline.paths import REPO_ROOT
 
 DEFAULT_STACK_FILE = REPO_ROOT / "build" / "stack.json"
@@ -34,14 +35,17 @@ STACK_KEYS = (
 
 def add_stack_arguments(parser: argparse.ArgumentParser, *keys: str) -> None:
     """`--stack FILE` plus one `--<key>` override per stack output the script uses."""
+    # Empty values are refused, not taken for "not given": `--stack "$STACK"` with the variable
+    # unset must not fall back to the default stack file.
     parser.add_argument(
         "--stack",
+        type=text,
         default=None,
         help=f"stack outputs as flat JSON (default: {DEFAULT_STACK_FILE} when it exists)",
     )
     for key in keys:
         parser.add_argument(
-            "--" + key.replace("_", "-"), dest=key, default=None, help=f"overrides {key}"
+            "--" + key.replace("_", "-"), dest=key, type=text, default=None, help=f"overrides {key}"
         )
 
 

@@ -36,7 +36,6 @@ import binascii
 import contextlib
 import hashlib
 import json
-import math
 import signal
 import sys
 import threading
@@ -51,6 +50,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from processor.contracts import DemoEvent, PoisonMessage
+from streamline.arguments import OneLineParser, number, text
 from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
 from streamline.tools.manifest import (
     Manifest,
@@ -600,27 +600,12 @@ def wait_for_outcome(
 # --- command line --------------------------------------------------------------------------
 
 
-def _number(minimum: float, inclusive: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        too_small = value < minimum if inclusive else value <= minimum
-        if not math.isfinite(value) or too_small:
-            bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
-            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
-        return value
-
-    return parse
-
-
-non_negative_seconds = _number(0, inclusive=True)
-positive_seconds = _number(0, inclusive=False)
+non_negative_seconds = number(0)
+positive_seconds = number(0, above=True)  # a poll interval of 0 would spin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description="Verify the demo pipeline against load.py's manifest: every event applied\n"
         "exactly once and in order per key, parked with its payload, or applied by a replay.\n"
         "Producer duplicates (an event the producer wrote twice) are reported, not failed.",
@@ -629,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--manifest",
+        type=text,
         default="build/manifest.json",
         help="load.py's manifest (default build/manifest.json)",
     )
@@ -653,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, session: Any = None) -> int:
-    args = build_parser().parse_args(argv)  # bad arguments: usage line, exit 2
+    args = build_parser().parse_args(argv)  # bad arguments: one line, exit 2
     with interrupts_raised():
         try:
             return _verify(args, session)

@@ -15,3 +15,8 @@ def slow_handler(event: dict, context) -> dict:
     Path(os.environ[STARTED_FILE]).write_text("started")
     time.sleep(60)
     return {}
+
+
+def failing_handler(event: dict, context) -> dict:
+    """Fails every batch, as a handler whose bug is not fixed yet does."""
+    raise RuntimeError("still broken")

@@ -22,10 +22,24 @@ from streamline.tools import load, verify
 @pytest.mark.parametrize(
     ("argv", "phrase"),
     [
-        pytest.param(["--workers", "0"], "argument --workers: must be at least 1, got 0", id="w0"),
-        pytest.param(["--count", "-5"], "argument --count: must be at least 1, got -5", id="c-5"),
-        pytest.param(["--count", "0"], "argument --count: must be at least 1, got 0", id="c0"),
-        pytest.param(["--keys", "0"], "argument --keys: must be at least 1", id="keys0"),
+        pytest.param(
+            ["--workers", "0"], "argument --workers: must be from 1 to 64, got 0", id="w0"
+        ),
+        pytest.param(
+            ["--count", "-5"], "argument --count: must be from 1 to 10000000, got -5", id="c-5"
+        ),
+        pytest.param(
+            ["--count", "0"], "argument --count: must be from 1 to 10000000, got 0", id="c0"
+        ),
+        pytest.param(
+            ["--count", "10000001"],
+            "argument --count: must be from 1 to 10000000, got 10000001",
+            id="count-past-what-the-manifest-holds",
+        ),
+        pytest.param(
+            ["--workers", "1000000"], "argument --workers: must be from 1 to 64", id="w-million"
+        ),
+        pytest.param(["--keys", "0"], "argument --keys: must be from 1 to", id="keys0"),
         pytest.param(
             ["--payload-size", "-1"],
             "argument --payload-size: must be from 0 to 100000, got -1",
@@ -38,13 +52,17 @@ from streamline.tools import load, verify
         ),
         pytest.param(
             ["--poison-fraction", "7"],
-            "argument --poison-fraction: must be from 0 to 1, got 7",
+            "argument --poison-fraction: must be a finite number from 0 to 1, got 7",
             id="poison-7",
         ),
         pytest.param(
             ["--poison-fraction", "nan"], "argument --poison-fraction: must be", id="poison-nan"
         ),
-        pytest.param(["--rate", "-3"], "argument --rate: must be at least 0, got -3", id="rate-3"),
+        pytest.param(
+            ["--rate", "-3"],
+            "argument --rate: must be a finite number at least 0, got -3",
+            id="rate-3",
+        ),
         pytest.param(["--rate", "fast"], "argument --rate: 'fast' is not a number", id="rate-word"),
         pytest.param(
             ["--aggregate-max-records", "0"],

@@ -148,3 +148,23 @@ def test_rates_out_of_range_are_refused():
         Faults(throttle_rate=0.7, server_error_rate=0.7)
     with pytest.raises(ValueError, match="fault rates"):
         Faults(drop_before_rate=-0.1)
+
+
+@pytest.mark.parametrize(
+    "gone", [BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset"), TimeoutError()]
+)
+def test_a_client_that_went_away_is_no_traceback(gone, capsys):
+    # A SIGKILLed runner or an SDK call that timed out leaves mid-exchange: in a chaos run that
+    # is hundreds of times, and each one is not the proxy's error.
+    with Proxy("http://127.0.0.1:9") as proxy:
+        try:
+            raise gone
+        except type(gone):
+            proxy._server.handle_error(None, ("127.0.0.1", 1))
+        try:
+            raise ValueError("a bug in the proxy")
+        except ValueError:
+            proxy._server.handle_error(None, ("127.0.0.1", 2))
+
+    err = capsys.readouterr().err
+    assert "a bug in the proxy" in err and type(gone).__name__ not in err

@@ -505,3 +505,42 @@ def test_a_partial_to_stream_re_drive_is_refused_so_a_full_one_puts_each_record_
     ]
     assert put_again == [w["body"] for w in written]  # each once, in order
     assert bodies(clients["sqs"], queue) == []
+
+
+# --- a run that cannot or does not re-drive deletes nothing ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        pytest.param(["--to-stream", "--visibility-timeout", "0"], ExitCode.UNUSABLE,
+                     id="bad-number"),
+        pytest.param(["--to-stream", "--limit", "nan"], ExitCode.UNUSABLE, id="nan"),
+        pytest.param(["--to-stream", "--zz-no-such-flag"], ExitCode.UNUSABLE, id="unknown-flag"),
+        pytest.param(["--to-stream", "--key", ""], ExitCode.UNUSABLE, id="empty-key"),
+        pytest.param(["--to-stream", "--stack", "{corrupt}"], ExitCode.UNUSABLE,
+                     id="corrupt-stack-file"),
+        pytest.param(["--to-handler", "no_such_module.handler"], ExitCode.UNUSABLE,
+                     id="handler-not-importable"),
+        pytest.param(["--to-handler", "replay_handlers.failing_handler"], ExitCode.FAILED,
+                     id="handler-fails"),
+    ],
+)  # fmt: skip
+def test_a_run_with_bad_arguments_or_a_failing_handler_deletes_no_message(
+    clients, demo_stack, tmp_path, capsys, argv, code
+):
+    sqs, queue = clients["sqs"], demo_stack["poison_queue_url"]
+    for key in ("k-8", "k-9"):  # a good --to-stream run would delete both
+        send(sqs, queue, kinesis_poison(demo_stack["kinesis_stream_arn"], {"key": key, "n": 1}))
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"poison_queue_url": ')
+    on_failure = demo_stack["on_failure_queue_url"]
+    queues = ["--poison-queue-url", queue, "--on-failure-queue-url", on_failure]
+
+    try:
+        exited = replay.main([*queues, *(a.format(corrupt=corrupt) for a in argv)])
+    except SystemExit as exc:  # the parser's refusals
+        exited = exc.code
+
+    assert exited == code, capsys.readouterr().err
+    assert sorted(b["partitionKey"] for b in bodies(sqs, queue)) == ["k-8", "k-9"]
