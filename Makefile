@@ -19,6 +19,7 @@ help:
 	@echo "make test   - the whole suite (ruff + pytest); AWS_ENDPOINT_URL=... targets a running LocalStack"
 	@echo "make bench  - benchmarks, one JSON object per line"
 	@echo "make simulation - the processor under random faults, 5000 examples (SIMULATION_EXAMPLES=N)"
+	@echo "make chaos  - the pipeline under injected faults, 100000 events checked (CHAOS_ARGS=...)"
 	@echo "make infra-up / infra-down - apply / destroy the Terraform stack against AWS_ENDPOINT_URL"
 
 $(INSTALLED): pyproject.toml

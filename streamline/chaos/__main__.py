@@ -1,0 +1,5 @@
+import sys
+
+from streamline.chaos.run import main
+
+sys.exit(main())
