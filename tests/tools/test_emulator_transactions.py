@@ -26,9 +26,7 @@ def _backend():
     return dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
 
 
-def test_a_failed_transaction_never_undoes_writes_made_beside_it():
-    serialize_dynamodb_transactions()
-    backend = _backend()
+def _create_table(backend) -> str:
     table = f"tx-{uuid.uuid4().hex[:8]}"
     backend.create_table(
         table,
@@ -44,6 +42,47 @@ def test_a_failed_transaction_never_undoes_writes_made_beside_it():
         deletion_protection_enabled=False,
         warm_throughput=None,
     )
+    return table
+
+
+def test_a_failed_transaction_writes_nothing_of_what_it_names():
+    serialize_dynamodb_transactions()
+    backend = _backend()
+    table = _create_table(backend)
+    try:
+        backend.put_item(table, {"pk": {"S": "old"}, "v": {"N": "1"}})
+        transaction = [
+            {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}, "v": {"N": "1"}}}},
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": "old"}},
+                    "UpdateExpression": "SET v = :two",
+                    "ExpressionAttributeValues": {":two": {"N": "2"}},
+                }
+            },
+            {"ConditionCheck": {"TableName": table, "Key": {"pk": {"S": "absent"}},
+                                "ConditionExpression": "attribute_exists(pk)"}},
+        ]  # fmt: skip
+
+        try:
+            backend.transact_write_items(transaction)
+        except Exception as exc:
+            assert type(exc).__name__ == "TransactionCanceledException"
+        else:
+            raise AssertionError("the third item's condition should have cancelled it")
+
+        assert backend.get_item(table, {"pk": {"S": "new"}}) is None
+        old = backend.get_item(table, {"pk": {"S": "old"}}).to_json()["Attributes"]
+        assert old == {"pk": {"S": "old"}, "v": {"N": "1"}}
+    finally:
+        backend.delete_table(table)
+
+
+def test_a_failed_transaction_never_undoes_writes_made_beside_it():
+    serialize_dynamodb_transactions()
+    backend = _backend()
+    table = _create_table(backend)
     try:
         for i in range(FILLER_ITEMS):
             backend.put_item(table, {"pk": {"S": f"filler-{i}"}, "pad": {"S": "x" * 100}})
