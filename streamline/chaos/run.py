@@ -46,13 +46,14 @@ from streamline.tools.proxy import Fault, Faults, Proxy
 
 CHAOS_DIR = BUILD_DIR / "chaos"
 HANDLER = "streamline.chaos.handler.handler"
-FUNCTION_TIMEOUT_S = 6
+FUNCTION_TIMEOUT_S = 15
 KEY_SCHEMA = {
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
     "BillingMode": "PAY_PER_REQUEST",
 }
 _ITERATOR_AGE = re.compile(r"\[esm\] (\S+) (\S+): .*IteratorAge (\d+) ms")
+_FINISHED = re.compile(r"\[esm\] (\S+) (\S+): \d+ records \(.*\), finished")
 _INJECTED = re.compile(r"injected fault: (.+)$")
 _DUPLICATES_SKIPPED = re.compile(r'"DuplicatesSkipped":\[([0-9.]+)\]')
 _VERIFIED = re.compile(
@@ -70,16 +71,22 @@ class Plan:
     shards: int
     seed: int
     runner_kills: int
+    # The rates are per draw: a record failure per record attempt, a crash per key commit (a
+    # 500-record batch over 400 keys makes ~300 commits), a timeout, a duplicate and a stale
+    # invocation per invocation, each wire fault per request.
     poison_fraction: float = 0.002
-    record_failure_rate: float = 0.01
-    crash_rate: float = 0.002  # per key commit
-    timeout_rate: float = 0.002  # per invocation
+    record_failure_rate: float = 0.001
+    crash_rate: float = 0.0003
+    timeout_rate: float = 0.002
     duplicate_rate: float = 0.02
     stale_rate: float = 0.02
-    wire_rate: float = 0.004  # each of throttle, 5xx, drop before, drop after
+    wire_rate: float = 0.002  # each of throttle, 5xx, drop before, drop after
     outage_s: float = 4.0
     batch_size: int = 500
-    max_attempts: int = 10  # transient failures never exhaust it
+    # Attempts before a record is parked: enough that transient failures (drawn anew on each
+    # attempt) never park a healthy record, few enough that each poison record costs only
+    # that many redeliveries of the rest of its batch.
+    max_attempts: int = 3
     parallelization_factor: int = 1
     reshard: bool = True
     outage: bool = True
@@ -108,6 +115,7 @@ class Plan:
             wire_rate=0.01,
             outage_s=3.0,
             batch_size=100,
+            max_attempts=5,  # 0.03 ** 5 per record: no healthy record parked
             quick=True,
         )
 
@@ -152,9 +160,11 @@ class RunnerProcess:
         self.workers: set[int] = set()  # pids seen under it, reaped by PID at the end
         self.injected: Counter = Counter()
         self.duplicates_skipped = 0  # records the processor skipped as already applied
+        self.ages: dict[str, int] = {}  # shard -> its latest IteratorAge (ms; 0 finished)
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
+        self.ages = {}  # a restarted runner reports its own shards afresh
         self.proc = subprocess.Popen(
             self.command,
             env=self.env,
@@ -174,6 +184,9 @@ class RunnerProcess:
                 log.write(f"{time.time():.3f} {line}\n")
                 if (match := _ITERATOR_AGE.search(line)) is not None:
                     self.timeline.age(f"{self.name} {match[2]}", int(match[3]))
+                    self.ages[match[2]] = int(match[3])
+                elif (match := _FINISHED.search(line)) is not None:
+                    self.ages[match[2]] = 0
                 if (match := _DUPLICATES_SKIPPED.search(line)) is not None:
                     self.duplicates_skipped += int(float(match[1]))
                 if (match := _INJECTED.search(line)) is not None:
@@ -531,6 +544,7 @@ class ChaosRun:
             if load_code != 0:
                 say(f"load.py failed (exit {load_code}): see {out / 'load.log'}")
                 return 2
+            self._drain(runners)
             outcome = self._verify(stack_file)
             dump_tables(moto.endpoint, stack_outputs, out)
             codes = [runner.stop() for runner in runners]
@@ -613,6 +627,29 @@ class ChaosRun:
                 runner.start()
         return kills
 
+    def _drain(self, runners: list[RunnerProcess]) -> None:
+        """Until every shard is caught up (IteratorAge 0) for a few progress lines, or the
+        timeout: verify's own settling cannot tell a pipeline that stopped from one that
+        is retrying a slow batch."""
+        deadline = time.monotonic() + self.timeout_s
+        caught_up_since = None
+        next_line = 0.0
+        while time.monotonic() < deadline:
+            ages = [age for runner in runners for age in runner.ages.values()]
+            behind = max(ages, default=1)
+            now = time.monotonic()
+            if behind == 0:
+                caught_up_since = caught_up_since or now
+                if now - caught_up_since >= 5:
+                    return
+            else:
+                caught_up_since = None
+            if now >= next_line:
+                say(f"draining: the furthest shard is {behind / 1000:.0f}s behind")
+                next_line = now + 30
+            time.sleep(1)
+        say(f"still behind after {self.timeout_s}s: verify judges what is there")
+
     def _verify(self, stack_file: Path) -> Outcome:
         say(f"verify: waiting for the pipeline to drain (at most {self.timeout_s}s)")
         env = {**os.environ, **EMULATOR_ENV}
@@ -685,8 +722,13 @@ class ChaosRun:
         print(line, flush=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: everything torn down
     make = Plan.small if args.quick else Plan.full
     plan = make(args.seed, args.events, args.shards)
     plan.parallelization_factor = args.parallelization_factor
