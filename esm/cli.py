@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from datetime import UTC, datetime
@@ -57,29 +58,38 @@ MEMORY_MB = (128, 10240)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _timeout(value: str) -> float:
-    """--timeout: seconds, more than 0 and at most Lambda's 900."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not 0 < seconds <= MAX_TIMEOUT_S:
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 and at most {MAX_TIMEOUT_S} seconds, got {value}"
-        )
-    return seconds
+def _ranged(convert, what: str, test, bounds: str):
+    """An argparse type: `convert(text)` (refused as not `what`), kept when `test` holds,
+    else refused with `bounds` (what the value must be)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    return parse
 
 
-def _memory(value: str) -> int:
-    try:
-        megabytes = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of MB: {value!r}") from None
-    if not MEMORY_MB[0] <= megabytes <= MEMORY_MB[1]:
-        raise argparse.ArgumentTypeError(
-            f"must be from {MEMORY_MB[0]} to {MEMORY_MB[1]} MB, got {value}"
-        )
-    return megabytes
+_timeout = _ranged(
+    float,
+    "a number of seconds",
+    lambda s: 0 < s <= MAX_TIMEOUT_S,
+    f"more than 0 and at most {MAX_TIMEOUT_S} seconds",
+)
+_memory = _ranged(
+    int,
+    "a whole number of MB",
+    lambda mb: MEMORY_MB[0] <= mb <= MEMORY_MB[1],
+    f"from {MEMORY_MB[0]} to {MEMORY_MB[1]} MB",
+)
+# A duration flag: a finite number of seconds, 0 or more.
+_seconds = _ranged(float, "a number of seconds", lambda s: 0 <= s < math.inf, "0 or more seconds")
+# A fault rate flag: a probability.
+_rate = _ranged(float, "a rate", lambda r: 0 <= r <= 1, "from 0 to 1")
 
 
 def _environment_pair(value: str) -> str:
@@ -87,28 +97,6 @@ def _environment_pair(value: str) -> str:
     if not equals or not name.strip():
         raise argparse.ArgumentTypeError(f"not NAME=VALUE: {value!r}")
     return value
-
-
-def _seconds(value: str) -> float:
-    """A duration flag: a finite number of seconds, 0 or more."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
-    return seconds
-
-
-def _rate(value: str) -> float:
-    """A fault rate flag: a probability from 0 to 1."""
-    try:
-        rate = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a rate: {value!r}") from None
-    if not 0 <= rate <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
-    return rate
 
 
 def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streamline import arguments
+from streamline.files import read_json
 from streamline.paths import REPO_ROOT
 
 DEFAULT_STATE_FILE = REPO_ROOT / ".emulator" / "state.json"
@@ -290,18 +291,13 @@ def serve(port: int) -> None:
 
 def read_state(state_file: Path) -> dict[str, Any]:
     """The emulator `start` recorded: {"pid": int, "endpoint": str}."""
-    try:
-        state = json.loads(state_file.read_text())
-    except FileNotFoundError:
-        raise StateFileError(
-            f"no emulator recorded in {state_file}: run `python scripts/emulator.py start`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StateFileError(f"cannot read state file {state_file}: {exc}") from exc
-    except ValueError as exc:
-        raise StateFileError(
-            f"state file {state_file} is not JSON ({exc}): remove it once no emulator runs"
-        ) from exc
+    state = read_json(
+        state_file,
+        StateFileError,
+        "state file",
+        missing=f"no emulator recorded in {state_file}: run `python scripts/emulator.py start`",
+        not_json="; remove it once no emulator runs",
+    )
     pid = state.get("pid") if isinstance(state, dict) else None
     endpoint = state.get("endpoint") if isinstance(state, dict) else None
     # A pid of 0 or -1 would signal a whole process group, or every process we may signal.

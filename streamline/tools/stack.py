@@ -8,13 +8,13 @@ any name can be overridden on the command line (handy against resources made by 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from processor.aws import error_code
 from streamline.arguments import text
+from streamline.files import read_json
 from streamline.paths import REPO_ROOT
 
 DEFAULT_STACK_FILE = REPO_ROOT / "build" / "stack.json"
@@ -55,16 +55,12 @@ class StackFileError(Exception):
 
 def read_stack_file(path: Path) -> dict[str, str | None]:
     """A stack file's outputs, flat (`terraform output -json` values unwrapped)."""
-    try:
-        parsed = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StackFileError(
-            f"stack file {path} does not exist: run `make infra-up`, or pass --stack FILE"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StackFileError(f"cannot read stack file {path}: {exc}") from exc
-    except ValueError as exc:
-        raise StackFileError(f"stack file {path} is not JSON: {exc}") from exc
+    parsed = read_json(
+        path,
+        StackFileError,
+        "stack file",
+        missing=f"stack file {path} does not exist: run `make infra-up`, or pass --stack FILE",
+    )
     if not isinstance(parsed, dict):
         raise StackFileError(
             f"stack file {path} holds a JSON {type(parsed).__name__}, not an object of outputs"
