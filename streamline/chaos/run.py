@@ -53,6 +53,7 @@ KEY_SCHEMA = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 _ITERATOR_AGE = re.compile(r"\[esm\] (\S+) (\S+): .*IteratorAge (\d+) ms")
+_LOAD_PROGRESS = re.compile(r"(\d+)/(\d+) events")
 _FINISHED = re.compile(r"\[esm\] (\S+) (\S+): \d+ records \(.*\), finished")
 _INJECTED = re.compile(r"injected fault: (.+)$")
 _DUPLICATES_SKIPPED = re.compile(r'"DuplicatesSkipped":\[([0-9.]+)\]')
@@ -92,6 +93,7 @@ class Plan:
     outage: bool = True
     sure_faults: bool = True  # one handler crash and one timeout whatever the rates
     quick: bool = False
+    load_rate: int = 0  # events/s; 0: as fast as the endpoint takes them
 
     @classmethod
     def full(cls, seed: int, events: int, shards: int) -> Plan:
@@ -116,6 +118,7 @@ class Plan:
             outage_s=3.0,
             batch_size=100,
             max_attempts=5,  # 0.03 ** 5 per record: no healthy record parked
+            load_rate=150,  # the load flows for a while: the reshards happen during it
             quick=True,
         )
 
@@ -578,6 +581,8 @@ class ChaosRun:
             "--workers", "4",
             "--manifest", str(self.out / "manifest.json"),
         ]  # fmt: skip
+        if plan.load_rate:
+            command += ["--rate", str(plan.load_rate)]
         say(f"load: {plan.events} events over {plan.keys} keys, both sources")
         log = open(self.out / "load.log", "wb")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
@@ -588,27 +593,35 @@ class ChaosRun:
         return proc
 
     def _fault_schedule(self, load, runners, reshaper, moto_proxy, stack_outputs) -> int:
-        """The big faults at fixed points while the load flows (and after it, for the
-        kills, so the restarts also meet a stream with nothing new): returns the kills."""
+        """The big faults: the split, the outage and the merge at points of the load's
+        progress (so they happen while it flows), the kills at points in time spread over
+        the run's expected length (some after the load, so restarts also meet a stream with
+        nothing new); returns the kills."""
         plan = self.plan
         rng = random.Random(plan.seed)
-        load_started = time.monotonic()
-        # The schedule is in seconds since the load started, spread over its expected length
-        # (the load rate the emulator sustains, measured: ~400 events/s through the proxy).
-        expected_s = max(20.0, plan.events / 400)
-        steps = []
+        started = time.monotonic()
+        expected_s = max(20.0, plan.events / 400)  # ~400 events/s processed, measured
+        pending: list[tuple[str, float]] = []  # (step, load fraction or seconds)
         if plan.reshard:
-            steps += [(0.15 * expected_s, "split"), (0.55 * expected_s, "merge")]
+            pending += [("split", 0.15), ("merge", 0.55)]
         if plan.outage:
-            steps.append((0.35 * expected_s, "outage"))
+            pending.append(("outage", 0.35))
         for index in range(plan.runner_kills):
-            steps.append(((0.1 + 0.8 * (index + 0.5) / plan.runner_kills) * expected_s, "kill"))
-        steps.sort()
+            pending.append(("kill", (0.1 + 0.8 * (index + 0.5) / plan.runner_kills) * expected_s))
         kills = 0
-        for at_s, step in steps:
-            delay = load_started + at_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        while pending:
+            progress = self._load_progress(load)
+            elapsed = time.monotonic() - started
+            due = [
+                (step, at)
+                for step, at in pending
+                if (elapsed >= at if step == "kill" else progress >= at)
+            ]
+            if not due:
+                time.sleep(0.2)
+                continue
+            step, at = due[0]
+            pending.remove((step, at))
             if step == "split":
                 reshaper.split()
             elif step == "merge":
@@ -626,6 +639,17 @@ class ChaosRun:
                 time.sleep(rng.uniform(0.2, 1.5))
                 runner.start()
         return kills
+
+    def _load_progress(self, load: subprocess.Popen) -> float:
+        """How far the load is, 0 to 1, from its progress lines (1 once it exited)."""
+        if load.poll() is not None:
+            return 1.0
+        with contextlib.suppress(OSError):
+            tail = (self.out / "load.log").read_bytes()[-600:].decode("utf-8", "replace")
+            if found := _LOAD_PROGRESS.findall(tail):
+                done, total = found[-1]
+                return int(done) / max(1, int(total))
+        return 0.0
 
     def _drain(self, runners: list[RunnerProcess]) -> None:
         """Until every shard is caught up (IteratorAge 0) for a few progress lines, or the
