@@ -10,6 +10,8 @@ instead; ``--handler`` (with ``--stream-arn``) needs no function at the endpoint
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import math
 import signal
@@ -27,6 +29,8 @@ from botocore.exceptions import (
 )
 
 from esm.faults import DeliveryFaults
+from esm.filtering import FilterError
+from esm.filtering import validate as validate_filter_criteria
 from esm.runner import DEFAULT_STATE_DIR, REPO_ROOT, Runner, RunnerFailed
 from esm.settings import (
     DEFAULT_BATCH_SIZE,
@@ -126,6 +130,19 @@ def _timestamp(value: str) -> datetime:
         ) from None
 
 
+def _filter_criteria(text: str) -> dict:
+    """The API's shape, as the AWS CLI takes it: {"Filters": [{"Pattern": "<json>"}]}."""
+    try:
+        criteria = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    try:
+        validate_filter_criteria(criteria)
+    except FilterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return criteria
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m esm",
@@ -202,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--parallelization-factor", type=int, default=1)
     flags.add_argument("--report-batch-item-failures", action="store_true")
     flags.add_argument("--on-failure-destination", metavar="SQS_ARN")
+    flags.add_argument(
+        "--filter-criteria",
+        type=_filter_criteria,
+        metavar="JSON",
+        help='{"Filters": [{"Pattern": "..."}]}, as the Lambda API takes it; also replaces '
+        "the FilterCriteria of the endpoint's mappings",
+    )
 
     tuning = run.add_argument_group("pacing and state")
     defaults = Tuning()
@@ -295,6 +319,7 @@ def _mapping_from_flags(args) -> MappingSettings:
         parallelization_factor=args.parallelization_factor,
         report_batch_item_failures=args.report_batch_item_failures,
         on_failure_destination_arn=args.on_failure_destination,
+        filter_criteria=args.filter_criteria,
     )
 
 
@@ -310,6 +335,10 @@ def _cmd_run(args) -> int:
             mappings = [_mapping_from_flags(args)]
         else:
             mappings = load_mappings(lambda_client, function)
+            if args.filter_criteria is not None:
+                mappings = [
+                    dataclasses.replace(m, filter_criteria=args.filter_criteria) for m in mappings
+                ]
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2

@@ -198,12 +198,18 @@ class Summary:
     def records(self) -> int:
         return sum(s["records"] for s in self.shards)
 
+    @property
+    def filtered(self) -> int:
+        """Records dropped by the mappings' FilterCriteria."""
+        return sum(s["filtered"] for s in self.shards)
+
     def lines(self) -> list[str]:
         lines = [f"[esm] summary: {self.records} records over {len(self.shards)} shards"]
         for s in self.shards:
             state = "finished" if s["finished"] else f"IteratorAge {s['iteratorAgeMs']} ms"
+            filtered = f" ({s['filtered']} filtered out)" if s["filtered"] else ""
             lines.append(
-                f"[esm]   {s['stream']} {s['shardId']}: {s['records']} records, "
+                f"[esm]   {s['stream']} {s['shardId']}: {s['records']} records{filtered}, "
                 f"{s['invocations']} invocations, {s['functionErrors']} function errors, "
                 f"{s['partialFailures']} partial failures, {s['retries']} retries, "
                 f"{s['bisections']} bisections, {s['retryAttemptsExhausted']} + "

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from esm.filtering import FilterError
+from esm.filtering import validate as validate_filter_criteria
 from processor.aws import parse_arn, unqualified_function_arn
 
 log = logging.getLogger("esm")
@@ -75,6 +77,8 @@ class MappingSettings:
     report_batch_item_failures: bool = False
     on_failure_destination_arn: str | None = None
     uuid: str | None = None
+    # {"Filters": [{"Pattern": "<json>"}]}; None (or no filters) delivers every record.
+    filter_criteria: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,6 +120,10 @@ class MappingSettings:
                     "AT_TIMESTAMP needs a starting position timestamp (moto's mapping listing "
                     "leaves it out: run with --stream-arn and --starting-position-timestamp)"
                 )
+        try:
+            validate_filter_criteria(self.filter_criteria)
+        except FilterError as exc:
+            raise SettingsError(f"FilterCriteria: {exc}") from None
 
     @classmethod
     def from_api(cls, mapping: dict[str, Any]) -> MappingSettings:
@@ -139,6 +147,7 @@ class MappingSettings:
             in (mapping.get("FunctionResponseTypes") or []),
             on_failure_destination_arn=on_failure or None,
             uuid=mapping.get("UUID"),
+            filter_criteria=mapping.get("FilterCriteria") or None,
         )
 
 
@@ -164,13 +173,12 @@ def load_mappings(lambda_client, function: FunctionSettings) -> list[MappingSett
                 continue
             if _service_or_none(mapping.get("EventSourceArn")) not in ("kinesis", "dynamodb"):
                 continue
-            for unsupported in ("FilterCriteria", "TumblingWindowInSeconds"):
-                if mapping.get(unsupported):
-                    log.warning(
-                        "mapping %s: %s is not supported by the local runner; ignored",
-                        mapping.get("UUID"),
-                        unsupported,
-                    )
+            if mapping.get("TumblingWindowInSeconds"):
+                log.warning(
+                    "mapping %s: TumblingWindowInSeconds is not supported by the local runner; "
+                    "ignored",
+                    mapping.get("UUID"),
+                )
             mappings.append(MappingSettings.from_api(mapping))
     return mappings
 

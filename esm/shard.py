@@ -9,6 +9,7 @@ https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#services-kinesis-
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from esm.checkpoints import ShardCheckpoint, ShardCheckpointStore
 from esm.delivery import BatchDelivery
+from esm.filtering import matches
 from esm.rules import MAX_PAYLOAD_BYTES, lane_of, take_batch
 from esm.settings import MappingSettings
 from esm.sources import PAYLOAD_OVERHEAD_BYTES, Shard, StreamRecord
@@ -201,14 +203,28 @@ class ShardProcessor:
         )
 
     def _enqueue(self, records: list[StreamRecord], millis_behind: int | None, ended: bool):
+        # Lambda filters each record before batching: a record matching no filter is never
+        # delivered, and the iterator moves past it at once (it is settled as it is read), so
+        # batches fill up with matching records only.
+        # https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html
+        criteria = self.mapping.filter_criteria
+        if criteria:
+            kept = [matches(criteria, json.loads(r.event_json)) for r in records]
+        else:
+            kept = [True] * len(records)
         with self._cond:
             factor = len(self._lanes)
-            for record in records:
-                self._unsettled[record.sequence_number] = False
-                self._buffered_bytes += record.data_size
-                self._lanes[lane_of(record.partition_key, factor)].append(record)
+            for record, keep in zip(records, kept, strict=True):
+                self._unsettled[record.sequence_number] = not keep
+                if keep:
+                    self._buffered_bytes += record.data_size
+                    self._lanes[lane_of(record.partition_key, factor)].append(record)
             if records:
                 self._last_read = records[-1].sequence_number
+            dropped = kept.count(False)
+            if dropped:
+                self.stats.filtered(dropped)
+                self._advance_checkpoint()
             self._caught_up = not records and not millis_behind
             self._ended = ended
             self._check_finished()
@@ -270,18 +286,22 @@ class ShardProcessor:
             for record in records:
                 self._unsettled[record.sequence_number] = True
                 self._buffered_bytes -= record.data_size
-            advanced = None
-            while self._unsettled:
-                sequence_number, done = next(iter(self._unsettled.items()))
-                if not done:
-                    break
-                self._unsettled.popitem(last=False)
-                advanced = sequence_number
-            if advanced is not None:
-                self._last_settled = advanced
-                self._store.save(self.shard_id, ShardCheckpoint(advanced))
+            self._advance_checkpoint()
             self._check_finished()
             self._cond.notify_all()
+
+    def _advance_checkpoint(self) -> None:
+        """(Under the lock.) Move the checkpoint over the settled prefix of what was read."""
+        advanced = None
+        while self._unsettled:
+            sequence_number, done = next(iter(self._unsettled.items()))
+            if not done:
+                break
+            self._unsettled.popitem(last=False)
+            advanced = sequence_number
+        if advanced is not None:
+            self._last_settled = advanced
+            self._store.save(self.shard_id, ShardCheckpoint(advanced))
 
     def _check_finished(self) -> None:
         """(Under the lock.) A closed shard read to its end with everything settled."""

@@ -15,6 +15,7 @@ class ShardStats:
     stream: str
     shard_id: str
     records_processed: int = 0
+    records_filtered: int = 0  # matched no filter of the mapping's FilterCriteria: dropped
     invocations: int = 0
     function_errors: int = 0
     partial_failures: int = 0
@@ -40,6 +41,10 @@ class ShardStats:
             self.records_processed += len(records)
             # Lambda's IteratorAge: the age of the batch's last record when it is processed.
             self.iterator_age_ms = max(0, int((now_s - records[-1].arrival_s) * 1000))
+
+    def filtered(self, count: int) -> None:
+        with self._lock:
+            self.records_filtered += count
 
     def caught_up(self) -> None:
         with self._lock:
@@ -91,6 +96,7 @@ class ShardStats:
             "stream": self.stream,
             "shardId": self.shard_id,
             "records": self.records_processed,
+            "filtered": self.records_filtered,
             "invocations": self.invocations,
             "functionErrors": self.function_errors,
             "partialFailures": self.partial_failures,
