@@ -1,6 +1,8 @@
 """``python -m esm``: run a function's stream event source mappings locally.
 
     python -m esm run --function-name NAME [--code-dir DIR] [--until-idle SECONDS]
+    python -m esm event kinesis|dynamodb [--records N] [--keys K] ...   (esm/sample_events.py)
+    python -m esm invoke --handler MODULE.FUNCTION --event FILE|- ...    (esm/oneshot.py)
 
 reads the function's configuration and enabled mappings from the endpoint's Lambda API
 (``AWS_ENDPOINT_URL``) and runs them. ``--stream-arn`` runs one mapping given by flags
@@ -28,10 +30,12 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from esm import oneshot, sample_events
 from esm.faults import DeliveryFaults
 from esm.filtering import FilterError
 from esm.filtering import validate as validate_filter_criteria
 from esm.runner import DEFAULT_STATE_DIR, REPO_ROOT, Runner, RunnerFailed
+from esm.sample_events import EventName
 from esm.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MEMORY_MB,
@@ -268,9 +272,112 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a second, stale invocation beside this share of batches",
     )
     faults.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+    _add_event_command(sub)
+    _add_invoke_command(sub)
     # `python -m esm --help` shows everything, the run command's options included.
     parser.epilog = run.format_help()
     return parser
+
+
+_count = _ranged(int, "a whole number", lambda n: n >= 1, "1 or more")
+
+
+def _handler(text: str) -> str:
+    module, dot, function = text.rpartition(".")
+    if not dot or not module or not function:
+        raise argparse.ArgumentTypeError(f"not MODULE.FUNCTION: {text!r}")
+    return text
+
+
+def _add_event_command(sub) -> None:
+    event = sub.add_parser(
+        "event",
+        help="print a sample Lambda event",
+        description="Print a Lambda stream event (JSON) with the shape the runner delivers: "
+        "one batch from one shard, growing sequence numbers. By default the records carry the "
+        'demo app\'s events {"key", "n", "payload"}.',
+    )
+    shared = _OneLineParser(add_help=False)
+    shared.add_argument(
+        "--records", type=_count, metavar="N", help="records in the batch (default 3)"
+    )
+    shared.add_argument(
+        "--keys", type=_count, default=2, metavar="K", help="keys, round robin (default 2)"
+    )
+    shared.add_argument(
+        "--poison-every",
+        type=_count,
+        default=0,
+        metavar="N",
+        help='mark every Nth record as the demo\'s poison ("poison": true)',
+    )
+    payload = shared.add_mutually_exclusive_group()
+    payload.add_argument("--data", metavar="JSON", help="one payload for every record")
+    payload.add_argument(
+        "--data-file", metavar="FILE", help="one JSON payload per line, one record each"
+    )
+    shared.add_argument("--event-source-arn", metavar="ARN", help="the stream's ARN")
+    sources = event.add_subparsers(dest="source", required=True, metavar="{kinesis,dynamodb}")
+    kinesis = sources.add_parser(
+        "kinesis", parents=[shared], help="a Kinesis batch", description="A Kinesis batch."
+    )
+    kinesis.add_argument(
+        "--aggregate", action="store_true", help="pack records into KPL aggregates"
+    )
+    kinesis.add_argument(
+        "--aggregate-max-records",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="user records per aggregate at most (default 10)",
+    )
+    dynamodb = sources.add_parser(
+        "dynamodb",
+        parents=[shared],
+        help="a DynamoDB Streams batch",
+        description="A DynamoDB Streams batch (NEW_AND_OLD_IMAGES, table key pk).",
+    )
+    dynamodb.add_argument(
+        "--event-name",
+        choices=[name.value for name in EventName],
+        default=EventName.MIX.value,
+        help="mix (default): a key's first record INSERT, later ones MODIFY",
+    )
+
+
+def _add_invoke_command(sub) -> None:
+    invoke = sub.add_parser(
+        "invoke",
+        help="run a handler once and explain the response",
+        description="Run the handler once on the event in a worker process, with Lambda's "
+        "timeout and context; print the response (stdout), then what the stream mapping "
+        "would do with it (stderr). Exit 0 when the function returned, 1 on a function "
+        "error, 2 on bad input.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    invoke.add_argument(
+        "--handler",
+        required=True,
+        type=_handler,
+        help="module.function, e.g. processor.handler.handler",
+    )
+    invoke.add_argument("--event", required=True, metavar="FILE", help="the event; - for stdin")
+    invoke.add_argument(
+        "--code-dir", type=Path, default=REPO_ROOT, help="where the handler module is imported from"
+    )
+    invoke.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, help="seconds")
+    invoke.add_argument("--memory-size", type=_memory, default=DEFAULT_MEMORY_MB, help="MB")
+    invoke.add_argument("--function-name", default="esm-local", help="the context's function name")
+    invoke.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_environment_pair,
+        metavar="NAME=VALUE",
+        help="function environment",
+    )
+    invoke.add_argument("--report-batch-item-failures", action="store_true")
+    invoke.add_argument("--bisect-batch-on-function-error", action="store_true")
 
 
 def _function(args, lambda_client) -> FunctionSettings:
@@ -406,10 +513,14 @@ def _cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        level=getattr(logging, str(getattr(args, "log_level", "WARNING")), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if args.command == "run":
         return _cmd_run(args)
-    return 2
+    return _COMMANDS[args.command](args)
+
+
+# The other commands' logic lives in their own modules.
+_COMMANDS = {"event": sample_events.command, "invoke": oneshot.command}

@@ -2,7 +2,8 @@
 
 Each one appends what it saw to the JSON-lines file named by ``ESM_TEST_LOG`` (the
 function's environment), so a test can read the invocations back: request id, worker pid,
-sequence numbers, partition keys, decoded data.
+sequence numbers, partition keys, decoded data. The ones at the end, for
+``python -m esm invoke``, log nothing: they act on the demo's poison events.
 """
 
 from __future__ import annotations
@@ -122,3 +123,56 @@ def context_echo(event, context):
         env={k: os.environ.get(k) for k in ("GREETING", "AWS_LAMBDA_FUNCTION_NAME", "_HANDLER")},
     )
     return None
+
+
+# --- for `python -m esm invoke` (no ESM_TEST_LOG needed) ---------------------------------
+
+
+def _poisoned(event) -> list[str]:
+    """The sequence numbers of the records holding a demo poison event, in order."""
+    from processor.records import parse_event
+
+    poisoned = []
+    for item in parse_event(event):
+        body = item.json() if item.source == "kinesis" else item.new_image
+        if body.get("poison") and item.sequence_number not in poisoned:
+            poisoned.append(item.sequence_number)
+    return poisoned
+
+
+def report_poison(event, context):
+    """Reports every poisoned record as a batch item failure (last first)."""
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in reversed(_poisoned(event))]}
+
+
+def raise_on_poison(event, context):
+    if _poisoned(event):
+        raise ValueError("poison in batch")
+    return None
+
+
+def exit_on_poison(event, context):
+    if _poisoned(event):
+        os._exit(3)
+    return None
+
+
+def sleep_on_poison(event, context):
+    if _poisoned(event):
+        time.sleep(30)
+    return None
+
+
+def empty_identifier(event, context):
+    return {"batchItemFailures": [{"itemIdentifier": ""}]}
+
+
+def echo_environment(event, context):
+    """Returns what it was given: the context's fields and one environment variable."""
+    return {
+        "records": len(event["Records"]),
+        "functionName": context.function_name,
+        "invokedFunctionArn": context.invoked_function_arn,
+        "remainingMs": context.get_remaining_time_in_millis(),
+        "greeting": os.environ.get("GREETING"),
+    }
