@@ -192,6 +192,24 @@ def harness(aws_session, unique_name, tmp_path, role_arn) -> Harness:
     return Harness(aws_session, unique_name, tmp_path, role_arn)
 
 
+@pytest.fixture
+def table(harness):
+    """A table with a NEW_AND_OLD_IMAGES stream; returns (name, stream ARN)."""
+    dynamodb = harness.client("dynamodb")
+    dynamodb.create_table(
+        TableName=harness.name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    dynamodb.get_waiter("table_exists").wait(
+        TableName=harness.name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    stream_arn = dynamodb.describe_table(TableName=harness.name)["Table"]["LatestStreamArn"]
+    return harness.name, stream_arn
+
+
 def mapping(stream_arn: str, **settings) -> MappingSettings:
     return MappingSettings(event_source_arn=stream_arn, **settings)
 

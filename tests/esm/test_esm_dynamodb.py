@@ -10,29 +10,10 @@ import base64
 import json
 import time
 
-import pytest
 from conftest import mapping
 
 from esm.onfailure import iso_utc
 from processor.aws import parse_arn
-
-
-@pytest.fixture
-def table(harness):
-    """A table with a NEW_AND_OLD_IMAGES stream; returns (name, stream ARN)."""
-    dynamodb = harness.client("dynamodb")
-    dynamodb.create_table(
-        TableName=harness.name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=harness.name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
-    )
-    stream_arn = dynamodb.describe_table(TableName=harness.name)["Table"]["LatestStreamArn"]
-    return harness.name, stream_arn
 
 
 def _stream_records(harness, stream_arn):

@@ -140,23 +140,6 @@ def test_filter_criteria_are_read_from_the_mapping_at_the_endpoint(harness):
     assert summary.filtered == 6
 
 
-@pytest.fixture
-def table(harness):
-    """A table with a NEW_AND_OLD_IMAGES stream; returns (name, stream ARN)."""
-    dynamodb = harness.client("dynamodb")
-    dynamodb.create_table(
-        TableName=harness.name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=harness.name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
-    )
-    return harness.name, dynamodb.describe_table(TableName=harness.name)["Table"]["LatestStreamArn"]
-
-
 def test_dynamodb_filter_from_the_flag_on_event_name_and_new_image(harness, table):
     # Given inserts, an update and a delete on a table's stream
     name, stream_arn = table
