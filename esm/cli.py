@@ -31,6 +31,7 @@ from botocore.exceptions import (
 )
 
 from esm import oneshot, sample_events
+from esm.destinations import DestinationNotFound, destination_for
 from esm.faults import DeliveryFaults
 from esm.filtering import FilterError
 from esm.filtering import validate as validate_filter_criteria
@@ -96,6 +97,9 @@ _memory = _ranged(
 )
 # A duration flag: a finite number of seconds, 0 or more.
 _seconds = _ranged(float, "a number of seconds", lambda s: 0 <= s < math.inf, "0 or more seconds")
+# TumblingWindowInSeconds: "The range is 1-900 seconds" (0, the API's default, is no window).
+# https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html
+_tumbling_window = _ranged(int, "a whole number of seconds", lambda s: 1 <= s <= 900, "1 to 900")
 # A fault rate flag: a probability.
 _rate = _ranged(float, "a rate", lambda r: 0 <= r <= 1, "from 0 to 1")
 
@@ -222,13 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--bisect-batch-on-function-error", action="store_true")
     flags.add_argument("--parallelization-factor", type=int, default=1)
     flags.add_argument("--report-batch-item-failures", action="store_true")
-    flags.add_argument("--on-failure-destination", metavar="SQS_ARN")
+    flags.add_argument(
+        "--on-failure-destination",
+        metavar="ARN",
+        help="an SQS queue, SNS topic or S3 bucket (arn:aws:s3:::BUCKET) for batches given up on",
+    )
     flags.add_argument(
         "--filter-criteria",
         type=_filter_criteria,
         metavar="JSON",
         help='{"Filters": [{"Pattern": "..."}]}, as the Lambda API takes it; also replaces '
         "the FilterCriteria of the endpoint's mappings",
+    )
+
+    flags.add_argument(
+        "--tumbling-window",
+        type=_tumbling_window,
+        metavar="SECONDS",
+        help="TumblingWindowInSeconds (1-900); also replaces that of the endpoint's mappings",
     )
 
     tuning = run.add_argument_group("pacing and state")
@@ -427,6 +442,7 @@ def _mapping_from_flags(args) -> MappingSettings:
         report_batch_item_failures=args.report_batch_item_failures,
         on_failure_destination_arn=args.on_failure_destination,
         filter_criteria=args.filter_criteria,
+        tumbling_window_s=args.tumbling_window or 0,
     )
 
 
@@ -445,6 +461,10 @@ def _cmd_run(args) -> int:
             if args.filter_criteria is not None:
                 mappings = [
                     dataclasses.replace(m, filter_criteria=args.filter_criteria) for m in mappings
+                ]
+            if args.tumbling_window is not None:
+                mappings = [
+                    dataclasses.replace(m, tumbling_window_s=args.tumbling_window) for m in mappings
                 ]
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
@@ -467,6 +487,25 @@ def _cmd_run(args) -> int:
             else:
                 reason = _describe(exc, args.function_name)
             print(f"[esm] cannot read {arn}: {reason}", file=sys.stderr)
+            return 2
+        try:
+            destination = destination_for(mapping.on_failure_destination_arn, session)
+            if destination is not None:
+                destination.check()
+        except ValueError as exc:
+            print(f"invalid setting: {exc}", file=sys.stderr)
+            return 2
+        except DestinationNotFound as exc:
+            # At run time a missing destination holds the shard at its first given-up batch,
+            # retrying: refuse it now, as a missing stream is.
+            print(f"[esm] {exc}: check the ARN and AWS_ENDPOINT_URL", file=sys.stderr)
+            return 2
+        except (BotoCoreError, ClientError) as exc:
+            print(
+                f"[esm] cannot reach on-failure destination {mapping.on_failure_destination_arn}: "
+                f"{_describe(exc, args.function_name)}",
+                file=sys.stderr,
+            )
             return 2
     if not mappings:
         print(f"function {function.name} has no enabled stream mappings", file=sys.stderr)

@@ -27,6 +27,7 @@ from esm.rules import (
 from esm.settings import FunctionSettings, MappingSettings
 from esm.sources import StreamRecord, event_payload
 from esm.stats import ShardStats
+from esm.windows import LaneWindow, returned_state
 from processor.aws import Backoff
 
 log = logging.getLogger("esm")
@@ -67,10 +68,16 @@ class BatchDelivery:
         self._clock = clock
 
     def settle(
-        self, batch: list[StreamRecord], settled: Callable[[list[StreamRecord]], None]
+        self,
+        batch: list[StreamRecord],
+        settled: Callable[[list[StreamRecord]], None],
+        window: LaneWindow | None = None,
     ) -> bool:
         """Deliver ``batch``; ``settled`` is called with each run of records in order as it
-        is done. False when the runner stopped first (the rest will be redelivered)."""
+        is done. False when the runner stopped first (the rest will be redelivered).
+
+        With a tumbling ``window`` (open, and the batch within it), each invocation carries
+        the window's state and a successful one replaces it with the state returned."""
         pending: deque[_Attempt] = deque([_Attempt(batch)])
         while pending:
             attempt = pending.popleft()
@@ -79,7 +86,8 @@ class BatchDelivery:
                 continue
             if self._stop.is_set():
                 return False
-            invocation = self._invoke(event_payload(records))
+            payload = event_payload(records)
+            invocation = self._invoke(window.payload(payload) if window else payload)
             attempt.invocations += 1
             self._stats.invoked(invocation.error is not None)
             if invocation.error is not None:
@@ -95,7 +103,10 @@ class BatchDelivery:
                     error.error_type,
                     error.message,
                 )
-            failed_from, function_error = self._failure_point(invocation, records)
+            failed_from, function_error = self._failure_point(invocation, records, window)
+            if window is not None and failed_from != 0:
+                # The records before a partial failure are done: their state counts.
+                window.state = returned_state(invocation.response)
             if failed_from is None:
                 settled(records)
                 self._stats.processed(records, self._clock())
@@ -132,16 +143,51 @@ class BatchDelivery:
             pending.appendleft(_Attempt(records, attempt.retries + 1, attempt.invocations))
         return True
 
+    def close_window(
+        self,
+        window: LaneWindow,
+        release: Callable[[list[str]], None],
+        *,
+        early: bool = False,
+    ) -> bool:
+        """The window's final invocation, with no records and its last state; then its
+        records are checkpointed (``release``). "If invocation is unsuccessful, your Lambda
+        function suspends further processing until a successful invocation": retried until
+        it succeeds, or the runner stops (False; the window's records are redelivered)."""
+        payload = window.payload(event_payload([]), final=True, early=early)
+        failures = 0
+        while not self._stop.is_set():
+            invocation = self._invoke(payload)
+            self._stats.invoked(invocation.error is not None)
+            if invocation.error is None:
+                release(window.finish(early=early))
+                return True
+            log.warning(
+                "%s %s: final window invocation failed, retry %d: %s: %s",
+                self.function.name,
+                self.shard_id,
+                failures,
+                invocation.error.error_type,
+                invocation.error.message,
+            )
+            self._stats.retried()
+            if self._stop.wait(self._retry_backoff.delay_s(failures)):
+                return False
+            failures += 1
+        return False
+
     def _failure_point(
-        self, invocation: Invocation, records: list[StreamRecord]
+        self, invocation: Invocation, records: list[StreamRecord], window: LaneWindow | None
     ) -> tuple[int | None, str | None]:
         """Index of the first record to retry (None: all succeeded), and the on-failure
         record's functionError for it."""
         if invocation.error is not None:
             return 0, invocation.error.function_error
-        if not self.mapping.report_batch_item_failures:
-            return None, None
         try:
+            if window is not None:
+                returned_state(invocation.response)
+            if not self.mapping.report_batch_item_failures:
+                return None, None
             failed_from = parse_batch_item_failures(
                 invocation.response, [r.sequence_number for r in records]
             )

@@ -1,8 +1,10 @@
-"""The on-failure record Lambda sends when it gives up on a batch, and the SQS destination.
+"""The on-failure record Lambda sends when it gives up on a batch.
 
 The record's shape is ``processor.contracts.OnFailureRecord`` (one definition, shared with the
-replay tool). Field formats follow AWS's recorded behaviour: Kinesis timestamps carry
-milliseconds, DynamoDB arrival times whole seconds.
+replay tool), plus the batch's ``payload``, which only S3 destinations keep. Field formats
+follow AWS's recorded behaviour: Kinesis timestamps carry milliseconds, DynamoDB arrival
+times whole seconds. The destinations (SQS, SNS, S3) are in ``esm/destinations.py``;
+``destination_for`` is importable from here too.
 - https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html
 - https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html
 """
@@ -10,14 +12,13 @@ milliseconds, DynamoDB arrival times whole seconds.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from esm.sources import StreamRecord
-from processor.aws import LazyClient, parse_arn
+from esm.destinations import OnFailureRecordWithPayload, destination_for
+from esm.sources import StreamRecord, event_payload
+from processor.aws import parse_arn
 from processor.contracts import (
-    OnFailureRecord,
     OnFailureRequestContext,
     OnFailureResponseContext,
     StreamBatchInfo,
@@ -56,8 +57,9 @@ def on_failure_record(
     invoke_count: int,
     function_error: str | None,
     now_s: float,
-) -> OnFailureRecord:
-    """AWS's on-failure record for ``records`` (a contiguous run of one shard, in order).
+) -> OnFailureRecordWithPayload:
+    """AWS's on-failure record for ``records`` (a contiguous run of one shard, in order),
+    with ``payload``: the invocation event of those records, as S3 destinations get it.
 
     ``RecordAgeExceeded`` has no responseContext: those records were not (re)invoked.
     """
@@ -78,7 +80,7 @@ def on_failure_record(
         "batchSize": len(records),
         "streamArn": stream_arn,
     }
-    record: OnFailureRecord = {"requestContext": request_context}
+    record: OnFailureRecordWithPayload = {"requestContext": request_context}  # type: ignore[typeddict-item]
     if condition is Condition.RETRY_ATTEMPTS_EXHAUSTED:
         response_context: OnFailureResponseContext = {
             "statusCode": 200,
@@ -89,38 +91,8 @@ def on_failure_record(
     record["version"] = ON_FAILURE_VERSION
     record["timestamp"] = iso_utc(now_s)
     record[info_key] = batch_info
+    record["payload"] = event_payload(list(records))
     return record
 
 
-class SqsDestination:
-    """Sends on-failure records to an SQS queue given by its ARN."""
-
-    client = LazyClient("sqs")
-
-    def __init__(self, queue_arn: str, client=None, session=None) -> None:
-        self.queue_arn = queue_arn
-        self.boto3_client = client
-        self.boto3_session = session
-        self.region_name = parse_arn(queue_arn).region
-        self._queue_url: str | None = None
-
-    @property
-    def queue_url(self) -> str:
-        if self._queue_url is None:
-            arn = parse_arn(self.queue_arn)
-            self._queue_url = self.client.get_queue_url(
-                QueueName=arn.resource_name, QueueOwnerAWSAccountId=arn.account
-            )["QueueUrl"]
-        return self._queue_url
-
-    def send(self, record: OnFailureRecord) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(record))
-
-
-def destination_for(arn: str | None, session=None):
-    """The destination for an on-failure ARN, by service; None when there is none."""
-    if not arn:
-        return None
-    if parse_arn(arn).service != "sqs":
-        raise ValueError(f"on-failure destinations other than SQS are not supported: {arn}")
-    return SqsDestination(arn, session=session)
+__all__ = ["Condition", "destination_for", "iso_utc", "on_failure_record"]

@@ -63,7 +63,7 @@ class MappingRunner:
         self.function = function
         self.source = source or source_for(mapping.event_source_arn, function, session)
         self.destination = destination or destination_for(
-            mapping.on_failure_destination_arn, session=session
+            mapping.on_failure_destination_arn, session=session, mapping_uuid=mapping.uuid
         )
         self._pool = pool
         self._store = store
@@ -139,6 +139,7 @@ class MappingRunner:
                 stop=self._stop,
                 on_finished=self._on_shard_finished,
                 last_checkpoint=last,
+                clock=self._clock,
             )
             self.processors[shard.shard_id] = processor
             processor.start()

@@ -77,6 +77,8 @@ class MappingSettings:
     report_batch_item_failures: bool = False
     on_failure_destination_arn: str | None = None
     uuid: str | None = None
+    # 0: no tumbling window. https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-windows.html
+    tumbling_window_s: int = 0
     # {"Filters": [{"Pattern": "<json>"}]}; None (or no filters) delivers every record.
     filter_criteria: dict[str, Any] | None = field(default=None, hash=False)
 
@@ -112,6 +114,8 @@ class MappingSettings:
             raise SettingsError("MaximumRetryAttempts must be within -1..10000")
         if self.maximum_record_age_s != -1 and not 60 <= self.maximum_record_age_s <= 604800:
             raise SettingsError("MaximumRecordAgeInSeconds must be -1 or within 60..604800")
+        if not 0 <= self.tumbling_window_s <= 900:
+            raise SettingsError("TumblingWindowInSeconds must be within 0..900")
         if self.starting_position is StartingPosition.AT_TIMESTAMP:
             if self.source != "kinesis":
                 raise SettingsError("AT_TIMESTAMP is a Kinesis starting position only")
@@ -147,6 +151,7 @@ class MappingSettings:
             in (mapping.get("FunctionResponseTypes") or []),
             on_failure_destination_arn=on_failure or None,
             uuid=mapping.get("UUID"),
+            tumbling_window_s=int(mapping.get("TumblingWindowInSeconds") or 0),
             filter_criteria=mapping.get("FilterCriteria") or None,
         )
 
@@ -173,12 +178,6 @@ def load_mappings(lambda_client, function: FunctionSettings) -> list[MappingSett
                 continue
             if _service_or_none(mapping.get("EventSourceArn")) not in ("kinesis", "dynamodb"):
                 continue
-            if mapping.get("TumblingWindowInSeconds"):
-                log.warning(
-                    "mapping %s: TumblingWindowInSeconds is not supported by the local runner; "
-                    "ignored",
-                    mapping.get("UUID"),
-                )
             mappings.append(MappingSettings.from_api(mapping))
     return mappings
 

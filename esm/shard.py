@@ -8,6 +8,7 @@ https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#services-kinesis-
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -27,6 +28,7 @@ from esm.rules import MAX_PAYLOAD_BYTES, lane_of, take_batch
 from esm.settings import MappingSettings
 from esm.sources import PAYLOAD_OVERHEAD_BYTES, Shard, StreamRecord
 from esm.stats import ShardStats
+from esm.windows import WINDOW_OVERHEAD_BYTES, LaneWindow, count_in_window, state_too_large
 from processor.aws import THROTTLING_ERRORS, Backoff, error_code, parse_arn
 
 log = logging.getLogger("esm")
@@ -71,6 +73,7 @@ class ShardProcessor:
         stop: threading.Event,
         on_finished: Callable[[str], None],
         last_checkpoint: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.source = source
         self.shard = shard
@@ -86,10 +89,13 @@ class ShardProcessor:
         self._stop = stop
         self._on_finished = on_finished
         self._start = start
+        self._clock = clock
         self._cond = threading.Condition()
         self._lanes = [deque() for _ in range(mapping.parallelization_factor)]
         self._unsettled: OrderedDict[str, bool] = OrderedDict()  # sequence number -> settled
         self._buffered_bytes = 0  # payload bytes read and not yet settled
+        self._held = 0  # records delivered in open tumbling windows, not yet checkpointed
+        self._read_issued_s = 0.0  # when the latest successful GetRecords call was made
         self._last_settled = last_checkpoint
         self._last_read: str | None = last_checkpoint
         self._ended = False  # the reader reached the end of a closed shard
@@ -151,6 +157,7 @@ class ShardProcessor:
             try:
                 if iterator is None:
                     iterator = self._iterator()
+                issued_s = self._clock()
                 result = self.source.read(self.shard_id, iterator, self._read_limit())
             except ClientError as exc:
                 code = error_code(exc)
@@ -171,22 +178,25 @@ class ShardProcessor:
                 continue
             failures = 0
             iterator = result.next_iterator
-            self._enqueue(result.records, result.millis_behind_latest, ended=iterator is None)
+            self._enqueue(
+                result.records, result.millis_behind_latest, ended=iterator is None, at_s=issued_s
+            )
             if iterator is None:
                 return
             if not result.records:
                 self._stop.wait(self._tuning.poll_interval_s)
 
     def _buffer_full(self) -> bool:
+        # Records held for a tumbling window are delivered: only their checkpoint waits.
         return (
-            len(self._unsettled) >= self._tuning.max_buffered_records
+            len(self._unsettled) - self._held >= self._tuning.max_buffered_records
             or self._buffered_bytes >= self._tuning.max_buffered_bytes
         )
 
     def _read_limit(self) -> int:
         # Reads of a few thousand keep the pipeline short (the lanes start on the first
         # records sooner); never fewer than a batch, so a full batch can come from one read.
-        room = self._tuning.max_buffered_records - len(self._unsettled)
+        room = self._tuning.max_buffered_records - len(self._unsettled) + self._held
         return max(self.mapping.batch_size, min(room, self._tuning.read_limit))
 
     def _iterator(self) -> str:
@@ -202,7 +212,9 @@ class ShardProcessor:
             timestamp=start.timestamp,
         )
 
-    def _enqueue(self, records: list[StreamRecord], millis_behind: int | None, ended: bool):
+    def _enqueue(
+        self, records: list[StreamRecord], millis_behind: int | None, ended: bool, at_s: float
+    ):
         # Lambda filters each record before batching: a record matching no filter is never
         # delivered, and the iterator moves past it at once (it is settled as it is read), so
         # batches fill up with matching records only.
@@ -226,6 +238,7 @@ class ShardProcessor:
                 self.stats.filtered(dropped)
                 self._advance_checkpoint()
             self._caught_up = not records and not millis_behind
+            self._read_issued_s = at_s
             self._ended = ended
             self._check_finished()
             self._cond.notify_all()
@@ -236,6 +249,9 @@ class ShardProcessor:
 
     def _lane_loop(self, lane: int) -> None:
         try:
+            if self.mapping.tumbling_window_s:
+                self._deliver_windows(lane)
+                return
             while not self._stop.is_set():
                 batch = self._next_batch(lane)
                 if batch is None:
@@ -250,16 +266,56 @@ class ShardProcessor:
             self._stop.set()
             raise
 
-    def _next_batch(self, lane: int) -> list[StreamRecord] | None:
+    def _deliver_windows(self, lane: int) -> None:
+        """A lane with tumbling windows: each batch lies within one window; a window closes
+        with its final invocation once a record of a later window comes, once it has ended
+        and the shard has been read past its end, or when the shard ends (Lambda considers
+        the window closed then); a state over 1 MB closes it early."""
+        window = LaneWindow(
+            self.mapping.tumbling_window_s, self.shard_id, self.mapping.event_source_arn
+        )
+        hold = functools.partial(self._hold, window)
+        while not self._stop.is_set():
+            batch = self._next_batch(lane, window)
+            # None: the shard ended (or the runner stops); []: the window is due to close.
+            window_over = window.bounds is not None and (
+                not batch or not window.admits(batch[0].arrival_s)
+            )
+            if window_over and not self._delivery.close_window(window, self._release):
+                return
+            if batch is None:
+                return
+            if not batch:
+                continue
+            window.open_for(batch[0].arrival_s)
+            if not self._delivery.settle(batch, hold, window):
+                return
+            # "Your state can be a maximum of 1 MB per shard. If it exceeds that size, Lambda
+            # terminates the window early."
+            early = state_too_large(window.state)
+            if early and not self._delivery.close_window(window, self._release, early=True):
+                return
+
+    def _next_batch(self, lane: int, window: LaneWindow | None = None) -> list[StreamRecord] | None:
+        """The lane's next batch; None when stopped or at the shard's end, [] when the open
+        tumbling window is due to close."""
         buffer = self._lanes[lane]
         batch_size = self.mapping.batch_size
         window_s = self.mapping.maximum_batching_window_s
         max_bytes = MAX_PAYLOAD_BYTES - PAYLOAD_OVERHEAD_BYTES
+        if window is not None:
+            max_bytes -= WINDOW_OVERHEAD_BYTES
         with self._cond:
             window_ends = time.monotonic() + window_s
             while not buffer:
                 if self._stop.is_set() or self._ended:
                     return None
+                if window is not None and window.bounds is not None:
+                    end_s = window.bounds.end_s
+                    if self._read_issued_s >= end_s:
+                        return []
+                    self._cond.wait(min(0.5, max(0.01, end_s - self._clock())))
+                    continue
                 self._cond.wait(0.5)
             # Lambda gathers records until the batch is full, the window ends, or the
             # payload limit is reached.
@@ -276,6 +332,9 @@ class ShardProcessor:
                 self._cond.wait(remaining)
             sizes = [r.size for r in itertools.islice(buffer, batch_size)]
             count = take_batch(sizes, batch_size, max_bytes)
+            if window is not None:
+                arrivals = [r.arrival_s for r in itertools.islice(buffer, count)]
+                count = count_in_window(arrivals, self.mapping.tumbling_window_s)
             return [buffer.popleft() for _ in range(count)]
 
     def _settled(self, records: list[StreamRecord]) -> None:
@@ -286,6 +345,28 @@ class ShardProcessor:
             for record in records:
                 self._unsettled[record.sequence_number] = True
                 self._buffered_bytes -= record.data_size
+            self._advance_checkpoint()
+            self._check_finished()
+            self._cond.notify_all()
+
+    def _hold(self, window: LaneWindow, records: list[StreamRecord]) -> None:
+        """Records done in an open tumbling window: out of the read-ahead, but checkpointed
+        only after the window's final invocation (AWS: "After successful invocation, your
+        function checkpoints the sequence number")."""
+        if not records:
+            return
+        with self._cond:
+            window.held.extend(r.sequence_number for r in records)
+            self._held += len(records)
+            self._buffered_bytes -= sum(r.data_size for r in records)
+            self._cond.notify_all()
+
+    def _release(self, sequence_numbers: list[str]) -> None:
+        """A window closed: checkpoint over the records it held."""
+        with self._cond:
+            for sequence_number in sequence_numbers:
+                self._unsettled[sequence_number] = True
+            self._held -= len(sequence_numbers)
             self._advance_checkpoint()
             self._check_finished()
             self._cond.notify_all()

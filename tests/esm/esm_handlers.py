@@ -125,6 +125,32 @@ def context_echo(event, context):
     return None
 
 
+def sum_window(event, context):
+    """Tumbling windows: adds the records' numbers (Kinesis data ``"3"``, a DynamoDB item's
+    ``n``) to ``state["total"]``. ``flaky`` fails the first invocation that holds it;
+    ``big`` pads the state past 1 MB."""
+    fields = ("window", "state", "shardId", "eventSourceARN")
+    flags = ("isFinalInvokeForWindow", "isWindowTerminatedEarly")
+    data = _observe(event, context, **{k: event.get(k) for k in fields + flags})
+    marker = os.environ["ESM_TEST_LOG"] + ".failed"
+    if "flaky" in data and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ValueError("flaky record, first attempt")
+    total = event["state"].get("total", 0) + sum(_number(d) for d in data)
+    state = {"total": total}
+    if "big" in data:
+        state["padding"] = "x" * (1024 * 1024)
+    return {"state": state, "batchItemFailures": []}
+
+
+def _number(data: str) -> int:
+    if data.isdigit():
+        return int(data)
+    if data.startswith("{"):
+        return int(json.loads(data).get("n", {}).get("N", 0))
+    return 0
+
+
 # --- for `python -m esm invoke` (no ESM_TEST_LOG needed) ---------------------------------
 
 

@@ -158,6 +158,8 @@ def test_kinesis_on_failure_record_has_millisecond_timestamps():
             "batchSize": 2,
             "streamArn": "arn:aws:kinesis:us-east-2:123456789012:stream/mystream",
         },
+        # The batch's event as a JSON string, which only S3 destinations keep.
+        "payload": '{"Records":[{},{}]}',
     }
     assert json.loads(json.dumps(record)) == record
 
