@@ -377,6 +377,18 @@ def sample_sink(moto: str, table: str, timeline: Timeline, stop: threading.Event
                 timeline.applied.append((timeline.at(time.time()), total))
 
 
+def outage(proxy: Proxy, table: str, seconds: float, longest_s: float = 60.0) -> None:
+    """The table unreachable for `seconds`, and on, a second at a time, until a request for it
+    was refused (at most `longest_s`): an outage nobody asked through tests nothing."""
+    proxy.outage(seconds, match=table)
+    time.sleep(seconds)
+    waited = seconds
+    while not proxy.stats.faults[Fault.OUTAGE] and waited < longest_s:
+        proxy.outage(1.0, match=table)
+        time.sleep(1.0)
+        waited += 1.0
+
+
 def dump_tables(moto: str, stack_outputs: dict, out: Path) -> None:
     """The checkpoint and sink tables as the run left them (for a failure's post-mortem)."""
     dynamodb = emulator_client("dynamodb", moto)
@@ -628,7 +640,11 @@ class ChaosRun:
                 reshaper.merge()
             elif step == "outage":
                 say(f"checkpoint table unreachable for {plan.outage_s:.0f}s")
-                moto_proxy.outage(plan.outage_s, match=stack_outputs["checkpoint_table_name"])
+                threading.Thread(
+                    target=outage,
+                    args=(moto_proxy, stack_outputs["checkpoint_table_name"], plan.outage_s),
+                    daemon=True,
+                ).start()
                 self.timeline.fault("checkpoint table outage")
             else:
                 runner = runners[rng.randrange(len(runners))]
