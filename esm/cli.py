@@ -41,6 +41,7 @@ from esm.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
+    EVENT_COUNT,
     FunctionSettings,
     MappingSettings,
     SettingsError,
@@ -245,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="TumblingWindowInSeconds (1-900); also replaces that of the endpoint's mappings",
     )
+    flags.add_argument(
+        "--metrics",
+        choices=[EVENT_COUNT],
+        help="MetricsConfig: count Lambda's EventCount metrics and send them to CloudWatch "
+        "(AWS/Lambda, per EventSourceMappingUUID, once a minute); also enables them on the "
+        "endpoint's mappings",
+    )
 
     tuning = run.add_argument_group("pacing and state")
     defaults = Tuning()
@@ -443,6 +451,7 @@ def _mapping_from_flags(args) -> MappingSettings:
         on_failure_destination_arn=args.on_failure_destination,
         filter_criteria=args.filter_criteria,
         tumbling_window_s=args.tumbling_window or 0,
+        metrics=(args.metrics,) if args.metrics else (),
     )
 
 
@@ -466,6 +475,8 @@ def _cmd_run(args) -> int:
                 mappings = [
                     dataclasses.replace(m, tumbling_window_s=args.tumbling_window) for m in mappings
                 ]
+            if args.metrics is not None:
+                mappings = [dataclasses.replace(m, metrics=(args.metrics,)) for m in mappings]
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2

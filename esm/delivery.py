@@ -89,7 +89,7 @@ class BatchDelivery:
             payload = event_payload(records)
             invocation = self._invoke(window.payload(payload) if window else payload)
             attempt.invocations += 1
-            self._stats.invoked(invocation.error is not None)
+            self._stats.invoked(invocation.error is not None, len(records))
             if invocation.error is not None:
                 error = invocation.error
                 log.warning(
@@ -104,6 +104,8 @@ class BatchDelivery:
                     error.message,
                 )
             failed_from, function_error = self._failure_point(invocation, records, window)
+            if failed_from is not None:
+                self._stats.invocation_failed(len(records))
             if window is not None and failed_from != 0:
                 # The records before a partial failure are done: their state counts.
                 window.state = returned_state(invocation.response)
@@ -224,8 +226,8 @@ class BatchDelivery:
         function_error: str | None,
     ) -> bool:
         """Hand records to the on-failure destination; False if stopped before it took them."""
-        self._stats.gave_up(len(records), condition)
         if self._destination is None:
+            self._stats.gave_up(len(records), condition, to_destination=False)
             log.warning(
                 "%s %s: %s, no on-failure destination: discarding %d records (%s..%s)",
                 self.function.name,
@@ -251,6 +253,7 @@ class BatchDelivery:
         while True:
             try:
                 self._destination.send(record)
+                self._stats.gave_up(len(records), condition, to_destination=True)
                 return True
             except Exception as exc:  # the destination is down: keep the shard where it is
                 log.warning("on-failure destination unreachable, retrying: %s", exc)

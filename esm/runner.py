@@ -23,11 +23,12 @@ from esm.checkpoints import DynamoDBShardCheckpoints, FileShardCheckpoints, Shar
 from esm.delivery import BatchDelivery
 from esm.faults import DeliveryFaults
 from esm.invoker import WorkerPool
+from esm.metrics import EventCountPublisher, metrics_uuid
 from esm.onfailure import destination_for
 from esm.settings import FunctionSettings, MappingSettings, StartingPosition
 from esm.shard import ShardProcessor, StartPoint, Tuning
 from esm.sources import Shard, source_for
-from esm.stats import ShardStats
+from esm.stats import EventCounts, ShardStats
 from processor.aws import Backoff
 
 log = logging.getLogger("esm")
@@ -204,6 +205,11 @@ class Summary:
         """Records dropped by the mappings' FilterCriteria."""
         return sum(s["filtered"] for s in self.shards)
 
+    @property
+    def event_counts(self) -> EventCounts:
+        """Lambda's EventCount metrics, summed over every shard (esm/stats.py)."""
+        return sum((EventCounts(**s["eventCounts"]) for s in self.shards), EventCounts())
+
     def lines(self) -> list[str]:
         lines = [f"[esm] summary: {self.records} records over {len(self.shards)} shards"]
         for s in self.shards:
@@ -217,6 +223,7 @@ class Summary:
                 f"{s['recordAgeExceeded']} records to on-failure "
                 f"(retries exhausted + too old), {s['throttles']} throttled reads, {state}"
             )
+            lines.append(f"[esm]     {EventCounts(**s['eventCounts']).describe()}")
         return lines
 
 
@@ -237,6 +244,7 @@ class Runner:
         worker_env: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         faults: DeliveryFaults | None = None,
+        cloudwatch=None,
     ) -> None:
         if not mappings:
             raise ValueError(f"function {function.name} has no enabled stream mappings")
@@ -261,6 +269,21 @@ class Runner:
             )
             for mapping in mappings
         ]
+        # MetricsConfig EventCount: the mappings whose counts go to CloudWatch (esm/metrics.py).
+        self._metered = {
+            metrics_uuid(runner.mapping, function.arn): runner
+            for runner in self.mapping_runners
+            if runner.mapping.event_count_metrics
+        }
+        self.metrics = None
+        if self._metered:
+            self.metrics = EventCountPublisher(
+                {key: runner.mapping for key, runner in self._metered.items()},
+                interval_s=self.tuning.metrics_interval_s,
+                region_name=function.region,
+                client=cloudwatch,
+                session=self.session,
+            )
 
     def _store_for(
         self, mapping: MappingSettings, state_dir: Path | None, checkpoint_table: str | None
@@ -299,18 +322,25 @@ class Runner:
                 if self.tuning.progress_interval_s and now >= next_progress:
                     next_progress = now + self.tuning.progress_interval_s
                     self._print([s.progress_line(time.time()) for s in self.stats])
+                if self.metrics is not None and self.metrics.due():
+                    self.metrics.publish(self._event_counts())
                 self.stop_event.wait(tick_s)
         finally:
             self.stop_event.set()
             for runner in self.mapping_runners:
                 runner.join(timeout_s=self.function.timeout_s + 5)
             self.pool.close()
+            if self.metrics is not None:
+                self.metrics.publish(self._event_counts())
         summary = Summary([s.summary() for s in self.stats])
         self._print(summary.lines())
         failed = [shard for runner in self.mapping_runners for shard in runner.failed]
         if failed:
             raise RunnerFailed(f"the runner failed on shards {failed}; see the log above")
         return summary
+
+    def _event_counts(self) -> dict[str, EventCounts]:
+        return {key: EventCounts.total(runner.stats) for key, runner in self._metered.items()}
 
     def _print(self, lines: list[str]) -> None:
         if self._progress is None:

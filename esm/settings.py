@@ -31,6 +31,12 @@ class StartingPosition(enum.Enum):
     AT_TIMESTAMP = "AT_TIMESTAMP"
 
 
+# MetricsConfig's valid values; only EventCount applies to stream mappings (ErrorCount and
+# KafkaMetrics are Kafka's). https://docs.aws.amazon.com/lambda/latest/api/API_EventSourceMappingMetricsConfig.html
+EVENT_COUNT = "EventCount"
+METRIC_GROUPS = (EVENT_COUNT, "ErrorCount", "KafkaMetrics")
+
+
 class SettingsError(ValueError):
     """A mapping or function setting outside what Lambda accepts."""
 
@@ -81,6 +87,8 @@ class MappingSettings:
     tumbling_window_s: int = 0
     # {"Filters": [{"Pattern": "<json>"}]}; None (or no filters) delivers every record.
     filter_criteria: dict[str, Any] | None = field(default=None, hash=False)
+    # MetricsConfig.Metrics: with EventCount the runner sends the event counts to CloudWatch.
+    metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,6 +100,10 @@ class MappingSettings:
             return parse_arn(self.event_source_arn).service
         except ValueError:
             raise SettingsError(f"not a stream event source: {self.event_source_arn}") from None
+
+    @property
+    def event_count_metrics(self) -> bool:
+        return EVENT_COUNT in self.metrics
 
     @property
     def state_key(self) -> str:
@@ -124,6 +136,9 @@ class MappingSettings:
                     "AT_TIMESTAMP needs a starting position timestamp (moto's mapping listing "
                     "leaves it out: run with --stream-arn and --starting-position-timestamp)"
                 )
+        unknown = [m for m in self.metrics if m not in METRIC_GROUPS]
+        if unknown:
+            raise SettingsError(f"MetricsConfig: {unknown} not among {list(METRIC_GROUPS)}")
         try:
             validate_filter_criteria(self.filter_criteria)
         except FilterError as exc:
@@ -153,6 +168,7 @@ class MappingSettings:
             uuid=mapping.get("UUID"),
             tumbling_window_s=int(mapping.get("TumblingWindowInSeconds") or 0),
             filter_criteria=mapping.get("FilterCriteria") or None,
+            metrics=tuple((mapping.get("MetricsConfig") or {}).get("Metrics") or ()),
         )
 
 

@@ -57,6 +57,7 @@ class Tuning:
     max_buffered_records: int = 20000  # read-ahead per shard, in records
     max_buffered_bytes: int = 64 * 1024 * 1024  # and in payload bytes
     read_limit: int = 2500  # records asked of one GetRecords call (at least the batch size)
+    metrics_interval_s: float = 60.0  # between PutMetricData calls (MetricsConfig EventCount)
 
 
 class ShardProcessor:
@@ -224,6 +225,7 @@ class ShardProcessor:
             kept = [matches(criteria, json.loads(r.event_json)) for r in records]
         else:
             kept = [True] * len(records)
+        self.stats.polled(len(records))
         with self._cond:
             factor = len(self._lanes)
             for record, keep in zip(records, kept, strict=True):

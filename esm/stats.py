@@ -1,13 +1,68 @@
-"""Per-shard counters, the periodic progress line (records/s, IteratorAge) and the summary."""
+"""Per-shard counters, the periodic progress line (records/s, IteratorAge) and the summary.
+
+The counters include Lambda's ``EventCount`` metrics of a stream mapping, as AWS defines them
+(``esm/metrics.py`` sends them to CloudWatch when the mapping's MetricsConfig asks for them):
+https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#event-source-mapping-metrics
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 from esm.onfailure import Condition
 from esm.sources import StreamRecord
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """Lambda's EventCount metrics for Kinesis and DynamoDB Streams, in events (records)."""
+
+    # Read successfully from the stream, before filtering.
+    PolledEventCount: int = 0
+    # Matched no filter of the mapping's FilterCriteria: dropped unseen.
+    FilteredOutEventCount: int = 0
+    # Sent to the function; a retried or bisected record counts again each time ("may count
+    # multiple times for the same polled event due to automatic retries").
+    InvokedEventCount: int = 0
+    # Sent in an invocation that failed: a function error (timeout, crash), a response that
+    # fails the whole batch, or a non-empty batchItemFailures ("includes any event with a
+    # non-empty BatchItemFailures in the response": every record of that invocation).
+    FailedInvokeEventCount: int = 0
+    # Given up (MaximumRetryAttempts or MaximumRecordAgeInSeconds) and not sent to an
+    # on-failure destination: none is configured.
+    DroppedEventCount: int = 0
+    # Given up and taken by the on-failure destination.
+    OnFailureDestinationDeliveredEventCount: int = 0
+
+    def __add__(self, other: EventCounts) -> EventCounts:
+        return EventCounts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def __sub__(self, other: EventCounts) -> EventCounts:
+        return EventCounts(*(a - b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def total(cls, stats: Iterable[ShardStats]) -> EventCounts:
+        """One mapping's counts: the sum over its shards."""
+        counts = cls()
+        for shard in stats:
+            counts += shard.event_counts()
+        return counts
+
+    def describe(self) -> str:
+        return (
+            f"events {self.PolledEventCount} polled, {self.FilteredOutEventCount} filtered out, "
+            f"{self.InvokedEventCount} invoked, {self.FailedInvokeEventCount} failed invoke, "
+            f"{self.DroppedEventCount} dropped, "
+            f"{self.OnFailureDestinationDeliveredEventCount} to on-failure"
+        )
 
 
 @dataclass
@@ -25,14 +80,31 @@ class ShardStats:
     records_age_exceeded: int = 0
     throttles: int = 0
     iterator_age_ms: int = 0
+    events_polled: int = 0
+    events_invoked: int = 0  # each invocation's records, retries included
+    events_failed_invoke: int = 0
+    events_dropped: int = 0  # given up without an on-failure destination
+    events_to_on_failure: int = 0  # given up and taken by the on-failure destination
     finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rate_mark: tuple[float, int] = field(default=(0.0, 0), repr=False)
 
-    def invoked(self, failed: bool) -> None:
+    def invoked(self, failed: bool, records: int = 0) -> None:
+        """An invocation with ``records`` records; ``failed``: a function error."""
         with self._lock:
             self.invocations += 1
             self.function_errors += failed
+            self.events_invoked += records
+
+    def invocation_failed(self, records: int) -> None:
+        """The invocation's records failed: function error, invalid response, or a partial
+        failure (FailedInvokeEventCount)."""
+        with self._lock:
+            self.events_failed_invoke += records
+
+    def polled(self, records: int) -> None:
+        with self._lock:
+            self.events_polled += records
 
     def processed(self, records: Sequence[StreamRecord], now_s: float) -> None:
         if not records:
@@ -66,12 +138,28 @@ class ShardStats:
         with self._lock:
             self.throttles += 1
 
-    def gave_up(self, count: int, condition: Condition) -> None:
+    def gave_up(self, count: int, condition: Condition, *, to_destination: bool) -> None:
+        """Records given up on: taken by the on-failure destination, or dropped (none)."""
         with self._lock:
             if condition is Condition.RECORD_AGE_EXCEEDED:
                 self.records_age_exceeded += count
             else:
                 self.records_retry_exhausted += count
+            if to_destination:
+                self.events_to_on_failure += count
+            else:
+                self.events_dropped += count
+
+    def event_counts(self) -> EventCounts:
+        with self._lock:
+            return EventCounts(
+                PolledEventCount=self.events_polled,
+                FilteredOutEventCount=self.records_filtered,
+                InvokedEventCount=self.events_invoked,
+                FailedInvokeEventCount=self.events_failed_invoke,
+                DroppedEventCount=self.events_dropped,
+                OnFailureDestinationDeliveredEventCount=self.events_to_on_failure,
+            )
 
     def rate(self, now_s: float) -> float:
         """Records per second since the previous call."""
@@ -88,7 +176,8 @@ class ShardStats:
         return (
             f"[esm] {self.stream} {self.shard_id}: {self.records_processed} records "
             f"({rate:.0f}/s), {state}, {self.invocations} invocations, "
-            f"{self.function_errors} errors, {self.retries} retries"
+            f"{self.function_errors} errors, {self.retries} retries; "
+            f"{self.event_counts().describe()}"
         )
 
     def summary(self) -> dict:
@@ -106,5 +195,6 @@ class ShardStats:
             "recordAgeExceeded": self.records_age_exceeded,
             "throttles": self.throttles,
             "iteratorAgeMs": self.iterator_age_ms,
+            "eventCounts": self.event_counts().as_dict(),
             "finished": self.finished,
         }
