@@ -3,7 +3,9 @@
 # stopped by infra-down). INFRA_PROVIDER=registry applies the real configuration with the
 # provider from the registry instead of the offline 3.39 adapter; INFRA_ON_AWS=1 targets AWS
 # itself with your credentials (no emulator). INFRA_VARS="batch_size=500 ..." sets Terraform
-# variables (infra/terraform/variables.tf).
+# variables (infra/terraform/variables.tf), e.g. INFRA_VARS="on_failure_destination=s3
+# metrics_config=true tumbling_window_in_seconds=60" (values with quotes or spaces, such as
+# filter_criteria, go through `python -m streamline.infra.stack up --var NAME=JSON` instead).
 
 INFRA_PROVIDER ?= offline
 INFRA_ON_AWS ?=

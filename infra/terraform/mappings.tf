@@ -1,11 +1,25 @@
 # One mapping per source, with the same settings: partial batch responses (the processor
 # reports the lowest failed sequence number), bisect on function error, bounded retries and
-# record age, and the on-failure queue once those run out.
+# record age, and the on-failure destination once those run out. Optional: event filters,
+# tumbling windows and event-count metrics.
 
 locals {
   event_sources = {
     kinesis  = aws_kinesis_stream.events.arn
     dynamodb = aws_dynamodb_table.source.stream_arn
+  }
+
+  # FilterCriteria and MetricsConfig as the Lambda API takes them; the blocks below are built
+  # from these (and the offline adapter sets these after apply). A pattern given as an object
+  # is encoded; one given as a string is re-encoded, so equal patterns plan equal.
+  # https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html
+  filter_criteria = {
+    Filters = [
+      for pattern in var.filter_criteria : { Pattern = try(jsonencode(jsondecode(pattern)), jsonencode(pattern)) }
+    ]
+  }
+  metrics_config = {
+    Metrics = var.metrics_config ? ["EventCount"] : []
   }
 }
 
@@ -22,10 +36,30 @@ resource "aws_lambda_event_source_mapping" "source" {
   maximum_record_age_in_seconds      = var.maximum_record_age_s
   bisect_batch_on_function_error     = var.bisect_batch_on_function_error
   function_response_types            = ["ReportBatchItemFailures"]
+  tumbling_window_in_seconds         = var.tumbling_window_in_seconds
 
   destination_config {
     on_failure {
-      destination_arn = aws_sqs_queue.on_failure.arn
+      destination_arn = local.on_failure_destination_arn
+    }
+  }
+
+  dynamic "filter_criteria" {
+    for_each = length(local.filter_criteria.Filters) > 0 ? [local.filter_criteria] : []
+    content {
+      dynamic "filter" {
+        for_each = filter_criteria.value.Filters
+        content {
+          pattern = filter.value.Pattern
+        }
+      }
+    }
+  }
+
+  dynamic "metrics_config" {
+    for_each = length(local.metrics_config.Metrics) > 0 ? [local.metrics_config] : []
+    content {
+      metrics = metrics_config.value.Metrics
     }
   }
 

@@ -56,6 +56,11 @@ output "on_failure_queue_arn" {
   value = aws_sqs_queue.on_failure.arn
 }
 
+output "on_failure_destination_arn" {
+  description = "Where the mappings send exhausted batches (var.on_failure_destination)."
+  value       = local.on_failure_destination_arn
+}
+
 output "function_name" {
   value = aws_lambda_function.processor.function_name
 }

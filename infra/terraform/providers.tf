@@ -1,7 +1,7 @@
 locals {
   # Every service this stack calls. AWS_ENDPOINT_URL-style emulators (moto, LocalStack) serve
   # them all on one endpoint; per-service entries in var.endpoints win over var.endpoint_url.
-  endpoint_services = ["cloudwatch", "dynamodb", "iam", "kinesis", "lambda", "logs", "sqs", "sts"]
+  endpoint_services = ["cloudwatch", "dynamodb", "iam", "kinesis", "lambda", "logs", "s3", "sns", "sqs", "sts"]
   endpoints = {
     for service in local.endpoint_services :
     service => try(coalesce(lookup(var.endpoints, service, null), var.endpoint_url), null)
@@ -17,6 +17,8 @@ provider "aws" {
   skip_requesting_account_id  = var.emulator
   skip_metadata_api_check     = var.emulator
   skip_region_validation      = var.emulator
+  # An emulator at 127.0.0.1:PORT has no per-bucket host names.
+  s3_use_path_style = var.emulator
 
   endpoints {
     cloudwatch = local.endpoints.cloudwatch
@@ -25,6 +27,8 @@ provider "aws" {
     kinesis    = local.endpoints.kinesis
     lambda     = local.endpoints.lambda
     logs       = local.endpoints.logs
+    s3         = local.endpoints.s3
+    sns        = local.endpoints.sns
     sqs        = local.endpoints.sqs
     sts        = local.endpoints.sts
   }

@@ -30,16 +30,16 @@ variable "endpoint_url" {
 }
 
 variable "endpoints" {
-  description = "Per-service endpoints, overriding endpoint_url: keys cloudwatch, dynamodb, iam, kinesis, lambda, logs, sqs, sts."
+  description = "Per-service endpoints, overriding endpoint_url: keys cloudwatch, dynamodb, iam, kinesis, lambda, logs, s3, sns, sqs, sts."
   type        = map(string)
   default     = {}
 
   validation {
     condition = alltrue([
       for service in keys(var.endpoints) :
-      contains(["cloudwatch", "dynamodb", "iam", "kinesis", "lambda", "logs", "sqs", "sts"], service)
+      contains(["cloudwatch", "dynamodb", "iam", "kinesis", "lambda", "logs", "s3", "sns", "sqs", "sts"], service)
     ])
-    error_message = "endpoints: keys must be among cloudwatch, dynamodb, iam, kinesis, lambda, logs, sqs, sts."
+    error_message = "endpoints: keys must be among cloudwatch, dynamodb, iam, kinesis, lambda, logs, s3, sns, sqs, sts."
   }
 }
 
@@ -121,6 +121,49 @@ variable "bisect_batch_on_function_error" {
   description = "Split a batch in two and retry the halves when the function errors."
   type        = bool
   default     = true
+}
+
+variable "tumbling_window_in_seconds" {
+  description = "TumblingWindowInSeconds: state-passing windows of this length (1-900); 0: off."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.tumbling_window_in_seconds == floor(var.tumbling_window_in_seconds) && var.tumbling_window_in_seconds >= 0 && var.tumbling_window_in_seconds <= 900
+    error_message = "tumbling_window_in_seconds: a whole number, 0 (off) or 1-900."
+  }
+}
+
+variable "filter_criteria" {
+  description = "Event filter patterns (FilterCriteria): JSON strings or objects; a record matching none is dropped. []: every record."
+  type        = any
+  default     = []
+
+  # Lambda refuses more than 5 filters per mapping (its default quota) and any pattern that is
+  # not a JSON object. concat() takes lists and tuples only: a lone pattern is refused too.
+  validation {
+    condition = can(concat(var.filter_criteria, [])) && try(length(var.filter_criteria) <= 5 && alltrue([
+      for pattern in var.filter_criteria : can(keys(try(jsondecode(pattern), pattern)))
+    ]), false)
+    error_message = "filter_criteria: a list of at most 5 patterns, each a JSON object or a string holding one."
+  }
+}
+
+variable "metrics_config" {
+  description = "Turn on the mappings' EventCount metrics (MetricsConfig)."
+  type        = bool
+  default     = false
+}
+
+variable "on_failure_destination" {
+  description = "Where exhausted batches go: sqs (the on-failure queue), sns (a topic) or s3 (a bucket); the topic or bucket is created when chosen."
+  type        = string
+  default     = "sqs"
+
+  validation {
+    condition     = contains(["sqs", "sns", "s3"], var.on_failure_destination)
+    error_message = "on_failure_destination: sqs, sns or s3."
+  }
 }
 
 # --- the function ----------------------------------------------------------------------

@@ -6,10 +6,11 @@ the official terraform-provider-aws 3.39.0 build. This module
 - unpacks it into a filesystem mirror and writes a Terraform CLI configuration that installs
   hashicorp/aws from that mirror only (`prepare_provider_mirror`);
 - derives a 3.39 copy of the real configuration (`transform`), never editing the real one:
-  arguments 3.39 lacks are taken out (or replaced by a value it accepts and ignored on
-  refresh), and for each one a `terraform_data` resource runs `streamline/infra/post_apply.py`,
-  which sets the real value through the AWS API once the resource exists. The endpoint thus
-  ends up with the settings of the real configuration.
+  arguments, nested blocks and resources 3.39 lacks are taken out (an argument may instead be
+  replaced by a value it accepts and ignored on refresh), and for each one a `terraform_data`
+  resource runs `streamline/infra/post_apply.py`, which sets the real value through the AWS API
+  once the resource exists. The endpoint thus ends up with the settings of the real
+  configuration.
 
 The transform is textual, over the blocks of the real configuration that it knows about (the
 configuration is ours and kept in `terraform fmt` style); anything it cannot read is an error,
@@ -48,9 +49,11 @@ PROVIDER_PLATFORM = "linux_amd64"
 PROVIDER_ZIP = f"terraform-provider-aws_{PROVIDER_VERSION}_{PROVIDER_PLATFORM}.zip"
 
 # The provider needs no other offline help than these: EC2 platform detection costs ~27 s
-# per plan against an emulator, and 3.39 calls the CloudWatch Logs endpoint `cloudwatchlogs`.
+# per plan against an emulator, 3.39 calls the CloudWatch Logs endpoint `cloudwatchlogs` and
+# S3's path-style switch `s3_force_path_style`.
 PROVIDER_EXTRA_ARGUMENTS = {"skip_get_ec2_platforms": "true"}
 ENDPOINT_RENAMES = {"logs": "cloudwatchlogs"}
+PROVIDER_ARGUMENT_RENAMES = {"s3_use_path_style": "s3_force_path_style"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,68 @@ DEFERRED = (
     Deferred("aws_lambda_function", "runtime", "Runtime", placeholder='"python3.8"'),
     Deferred("aws_sqs_queue", "sqs_managed_sse_enabled", "SqsManagedSseEnabled"),
 )
+
+
+@dataclass(frozen=True)
+class DeferredBlock:
+    """A nested block of the real configuration that 3.39 lacks (static or `dynamic`), taken
+    out and set after apply. Its API value is `source`, the expression in the real
+    configuration that the block is built from; the block must mention it, so a block built
+    from anything else is an error rather than a silently different setting."""
+
+    resource_type: str
+    block: str
+    api_parameter: str
+    source: str
+
+
+DEFERRED_BLOCKS = (
+    DeferredBlock(
+        "aws_lambda_event_source_mapping",
+        "filter_criteria",
+        "FilterCriteria",
+        "local.filter_criteria",
+    ),
+    DeferredBlock(
+        "aws_lambda_event_source_mapping",
+        "metrics_config",
+        "MetricsConfig",
+        "local.metrics_config",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DeferredResource:
+    """A resource type 3.39 lacks: the copy has a `terraform_data` in its place (same count or
+    for_each) whose post-apply step makes the same API call. `target` is the argument naming
+    the resource it configures; `settings` maps a setting to the path of nested block names
+    ending in an attribute (one block of each name at most; absent paths are left out)."""
+
+    resource_type: str
+    target: str
+    service: str
+    settings: dict[str, tuple[str, ...]]
+
+
+_SSE_DEFAULT = ("rule", "apply_server_side_encryption_by_default")
+DEFERRED_RESOURCES = (
+    DeferredResource(
+        "aws_s3_bucket_server_side_encryption_configuration",
+        target="bucket",
+        service="s3",
+        settings={
+            "SSEAlgorithm": (*_SSE_DEFAULT, "sse_algorithm"),
+            "KMSMasterKeyID": (*_SSE_DEFAULT, "kms_master_key_id"),
+            "BucketKeyEnabled": ("rule", "bucket_key_enabled"),
+        },
+    ),
+)
+
+# Arguments of 3.39 resources that read back what a DeferredResource sets after apply (in the
+# modern provider the separate resource owns it): ignored on refresh, or the next plan would
+# take the setting out again.
+IGNORED_ON_REFRESH = {"aws_s3_bucket": ("server_side_encryption_configuration",)}
 
 # Per resource type: the attribute that identifies it to the API, and the service that
 # streamline/infra/post_apply.py talks to (its key in the real configuration's local.endpoints).
@@ -222,10 +287,12 @@ def parse(text: str, filename: str = "<hcl>") -> list[Block]:
 class PostApply:
     """One terraform_data resource of the generated file."""
 
-    resource_type: str
+    resource_type: str  # post_apply.py's command
     resource_name: str
-    for_each: bool
+    service: str  # the key of local.endpoints
+    target: str  # HCL expression: what identifies the resource to the API
     settings: dict[str, str]  # API parameter -> HCL expression from the real configuration
+    iteration: str | None = None  # "for_each = ..." or "count = ...", for one per instance
 
 
 def _deferred_for(resource_type: str) -> dict[str, Deferred]:
@@ -245,6 +312,12 @@ class _FileEdits:
         """Lines first..last (inclusive) become `new_lines`; last = first - 1 inserts them
         before line `first`."""
         self.edits.append((first, last, new_lines))
+
+    def remove(self, first: int, last: int) -> None:
+        """Take out lines first..last and the blank line before them, if any."""
+        if first > 0 and not self.lines[first - 1].strip():
+            first -= 1
+        self.replace(first, last, [])
 
     def text(self) -> str:
         lines = list(self.lines)
@@ -280,6 +353,10 @@ def _adapt_provider(block: Block, file: _FileEdits) -> None:
             if name in ENDPOINT_RENAMES:
                 renamed = file.lines[attr.first].replace(name, ENDPOINT_RENAMES[name], 1)
                 file.replace(attr.first, attr.first, [renamed])
+    for name, attr in block.attributes.items():
+        if name in PROVIDER_ARGUMENT_RENAMES:
+            renamed = file.lines[attr.first].replace(name, PROVIDER_ARGUMENT_RENAMES[name], 1)
+            file.replace(attr.first, attr.first, [renamed])
 
 
 def _adapt_resource(block: Block, file: _FileEdits) -> None:
@@ -287,8 +364,14 @@ def _adapt_resource(block: Block, file: _FileEdits) -> None:
     sets the real values."""
     if len(block.labels) != 3:
         return
+    replaced = {r.resource_type: r for r in DEFERRED_RESOURCES}.get(block.labels[1])
+    if replaced is not None:
+        _replace_resource(block, file, replaced)
+        return
     preconditions = _drop_blocks(block, file)
     settings, ignored = _defer_arguments(block, file)
+    settings.update(_defer_blocks(block, file))
+    ignored += IGNORED_ON_REFRESH.get(block.labels[1], ())
     if ignored or preconditions:
         _add_lifecycle(block, file, ignored, preconditions)
     if settings:
@@ -319,7 +402,7 @@ def _drop_blocks(block: Block, file: _FileEdits) -> list[tuple[str, str]]:
                 " configuration with the current provider for anything else.",
             )
         )
-        file.replace(child.first, child.last, [])
+        file.remove(child.first, child.last)
     return preconditions
 
 
@@ -340,6 +423,75 @@ def _defer_arguments(block: Block, file: _FileEdits) -> tuple[dict[str, str], li
             file.replace(attr.first, attr.last, [f"{attr.indent}{name} = {rule.placeholder}"])
             ignored.append(name)
     return settings, ignored
+
+
+def _defer_blocks(block: Block, file: _FileEdits) -> dict[str, str]:
+    """Take out the nested blocks 3.39 lacks; returns their settings (API parameter -> the
+    expression the real configuration builds the block from)."""
+    resource_type, resource_name = block.labels[1:]
+    deferred = {d.block: d for d in DEFERRED_BLOCKS if d.resource_type == resource_type}
+    settings: dict[str, str] = {}
+    for child in block.blocks:
+        name = child.labels[1] if child.type == "dynamic" and len(child.labels) == 2 else child.type
+        rule = deferred.get(name)
+        if rule is None:
+            continue
+        text = "\n".join(file.lines[child.first : child.last + 1])
+        if not re.search(rf"{re.escape(rule.source)}\b", text):
+            raise TransformError(
+                f"{file.filename}: {resource_type}.{resource_name}: {name} is not built from"
+                f" {rule.source}, which the offline copy sets after apply"
+            )
+        settings[rule.api_parameter] = rule.source
+        file.remove(child.first, child.last)
+    return settings
+
+
+def _nested_attribute(block: Block, path: tuple[str, ...], file: _FileEdits) -> str | None:
+    """The expression at a path of nested block names ending in an attribute, or None."""
+    *names, attribute = path
+    for name in names:
+        found = [child for child in block.blocks if child.type == name]
+        if len(found) > 1:
+            raise TransformError(
+                f"{file.filename}: {'.'.join(block.labels[1:])}: more than one {name} block"
+            )
+        if not found:
+            return None
+        block = found[0]
+    attr = block.attributes.get(attribute)
+    return None if attr is None else attr.expression(file.lines)
+
+
+def _replace_resource(block: Block, file: _FileEdits, rule: DeferredResource) -> None:
+    """A resource 3.39 lacks: taken out, its post-apply step makes the same API call."""
+    resource_type, resource_name = block.labels[1:]
+    if rule.target not in block.attributes:
+        raise TransformError(f"{file.filename}: {resource_type}.{resource_name}: no {rule.target}")
+    settings = {
+        parameter: expression
+        for parameter, path in rule.settings.items()
+        if (expression := _nested_attribute(block, path, file)) is not None
+    }
+    iteration = next(
+        (
+            f"{name} = {block.attributes[name].expression(file.lines)}"
+            for name in ("count", "for_each")
+            if name in block.attributes
+        ),
+        None,
+    )
+    file.post_applies.append(
+        PostApply(
+            resource_type,
+            resource_name,
+            service=rule.service,
+            target=block.attributes[rule.target].expression(file.lines),
+            settings=settings,
+            iteration=iteration,
+        )
+    )
+    file.remove(block.first, block.last)
 
 
 def _add_lifecycle(
@@ -376,8 +528,19 @@ def _post_apply(block: Block, filename: str, settings: dict[str, str]) -> PostAp
         raise TransformError(f"{filename}: no post-apply target for {resource_type}")
     if "count" in block.attributes:
         raise TransformError(f"{filename}: {resource_type} with count is unsupported")
+    id_attribute, service = POST_APPLY_TARGETS[resource_type]
+    address = f"{resource_type}.{resource_name}"
+    if "for_each" in block.attributes:
+        return PostApply(
+            resource_type,
+            resource_name,
+            service=service,
+            target=f"each.value.{id_attribute}",
+            settings=settings,
+            iteration=f"for_each = {address}",
+        )
     return PostApply(
-        resource_type, resource_name, for_each="for_each" in block.attributes, settings=settings
+        resource_type, resource_name, service, f"{address}.{id_attribute}", settings=settings
     )
 
 
@@ -406,11 +569,9 @@ def render_post_apply(post_applies: list[PostApply], python: str, script: str) -
         "# Sets, through the AWS API, what provider 3.39 cannot (streamline/infra/post_apply.py).",
     ]
     for post in post_applies:
-        id_attribute, service = POST_APPLY_TARGETS[post.resource_type]
-        address = f"{post.resource_type}.{post.resource_name}"
+        service, target = post.service, post.target
         settings = "\n".join(f"    {k} = {v}" for k, v in post.settings.items())
-        iteration = f"  for_each = {address}\n\n" if post.for_each else ""
-        target = f"each.value.{id_attribute}" if post.for_each else f"{address}.{id_attribute}"
+        iteration = f"  {post.iteration}\n\n" if post.iteration else ""
         out.append(
             f"""
 resource "terraform_data" "post_apply_{post.resource_type}_{post.resource_name}" {{

@@ -56,11 +56,24 @@ def update_queue(client, queue_url: str, settings: Settings) -> None:
     client.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
 
 
+def put_bucket_encryption(client, bucket: str, settings: Settings) -> None:
+    """aws_s3_bucket_server_side_encryption_configuration (one rule): the settings are the
+    rule's flattened fields, as streamline/infra/offline.py reads them."""
+    default = {"SSEAlgorithm": settings["SSEAlgorithm"]}
+    if settings.get("KMSMasterKeyID"):
+        default["KMSMasterKeyID"] = settings["KMSMasterKeyID"]
+    rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
+    if "BucketKeyEnabled" in settings:
+        rule["BucketKeyEnabled"] = settings["BucketKeyEnabled"]
+    client.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]})
+
+
 # resource type (the generated file's command) -> (boto3 service, updater)
 UPDATERS: dict[str, tuple[str, Callable[[Any, str, Settings], None]]] = {
     "aws_lambda_event_source_mapping": ("lambda", update_event_source_mapping),
     "aws_lambda_function": ("lambda", update_function),
     "aws_sqs_queue": ("sqs", update_queue),
+    "aws_s3_bucket_server_side_encryption_configuration": ("s3", put_bucket_encryption),
 }
 
 

@@ -54,6 +54,8 @@ SERVICE_ENDPOINT_ENV = {
     "AWS_ENDPOINT_URL_KINESIS": "kinesis",
     "AWS_ENDPOINT_URL_LAMBDA": "lambda",
     "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "logs",
+    "AWS_ENDPOINT_URL_S3": "s3",
+    "AWS_ENDPOINT_URL_SNS": "sns",
     "AWS_ENDPOINT_URL_SQS": "sqs",
     "AWS_ENDPOINT_URL_STS": "sts",
 }

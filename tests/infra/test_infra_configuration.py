@@ -3,6 +3,7 @@ checks of it and of the generated offline copy. No server needed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -104,11 +105,73 @@ def test_mappings_report_batch_item_failures(real_config):
         assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
 
 
-def test_mappings_send_exhausted_batches_to_the_on_failure_queue(real_config):
+def test_mappings_send_exhausted_batches_to_the_chosen_destination_by_default_the_queue(
+    real_config,
+):
     for mapping in _resources(real_config, "aws_lambda_event_source_mapping").values():
         (destination,) = mapping["destination_config"]
         (on_failure,) = destination["on_failure"]
-        assert on_failure["destination_arn"] == "${aws_sqs_queue.on_failure.arn}"
+        assert on_failure["destination_arn"] == "${local.on_failure_destination_arn}"
+    chosen = real_config["locals"]["on_failure_destination_arn"]
+    assert "sqs = aws_sqs_queue.on_failure.arn" in " ".join(chosen.split())
+    assert real_config["variable"]["on_failure_destination"]["default"] == "sqs"
+
+
+# The optional mapping settings: variable -> its default, which leaves the mappings as they were.
+OPTIONAL_MAPPING_VARIABLES = {
+    "filter_criteria": [],
+    "tumbling_window_in_seconds": 0,
+    "metrics_config": False,
+    "on_failure_destination": "sqs",
+}
+
+
+@pytest.mark.parametrize(("name", "default"), OPTIONAL_MAPPING_VARIABLES.items())
+def test_optional_mapping_settings_are_variables_that_default_to_off(real_config, name, default):
+    assert real_config["variable"][name]["default"] == default
+
+
+@pytest.mark.parametrize(
+    "name", ["filter_criteria", "tumbling_window_in_seconds", "on_failure_destination"]
+)
+def test_optional_mapping_settings_are_validated(real_config, name):
+    assert real_config["variable"][name].get("validation"), name
+
+
+def test_every_mapping_takes_the_optional_settings_from_the_variables(real_config):
+    for mapping in _resources(real_config, "aws_lambda_event_source_mapping").values():
+        assert mapping["tumbling_window_in_seconds"] == "${var.tumbling_window_in_seconds}"
+        dynamic = {name: body for block in mapping["dynamic"] for name, body in block.items()}
+        # A block only when there is something in it: the default mapping has neither.
+        assert "local.filter_criteria" in dynamic["filter_criteria"]["for_each"]
+        assert "local.metrics_config" in dynamic["metrics_config"]["for_each"]
+
+
+def test_the_topic_and_bucket_exist_only_when_chosen_and_are_encrypted(real_config):
+    topic = _single(real_config, "aws_sns_topic", "on_failure")
+    assert topic["count"] == "${local.on_failure_sns ? 1 : 0}"
+    assert topic["kms_master_key_id"] == "alias/aws/sns"
+    for type_ in (
+        "aws_s3_bucket",
+        "aws_s3_bucket_server_side_encryption_configuration",
+        "aws_s3_bucket_public_access_block",
+    ):
+        assert _single(real_config, type_, "on_failure")["count"] == (
+            "${local.on_failure_s3 ? 1 : 0}"
+        ), type_
+    sse = _single(real_config, "aws_s3_bucket_server_side_encryption_configuration", "on_failure")
+    (rule,) = sse["rule"]
+    assert rule["apply_server_side_encryption_by_default"] == [{"sse_algorithm": "aws:kms"}]
+
+
+def test_the_role_grants_the_topic_or_bucket_by_arn_only(real_config):
+    # The applied statements are checked in test_infra_stack.py (S3); here, that each grant
+    # names this stack's resource.
+    policy = " ".join(_single(real_config, "aws_iam_role_policy", "processor")["policy"].split())
+    assert 'Action = ["sns:Publish"], Resource = aws_sns_topic.on_failure[*].arn' in policy
+    assert 'Action = ["s3:ListBucket"], Resource = aws_s3_bucket.on_failure[*].arn' in policy
+    assert "for arn in aws_s3_bucket.on_failure[*].arn" in policy
+    assert '"*"' not in policy
 
 
 # --- sources, tables, queues, function --------------------------------------------------------
@@ -229,3 +292,69 @@ def test_offline_copy_validates_against_provider_3_39(terraform, offline_copy):
     assert result.returncode == 0, result.stdout + result.stderr
     lock = (work_dir / ".terraform.lock.hcl").read_text()
     assert 'version     = "3.39.0"' in lock
+
+
+# --- the variables, evaluated by Terraform (console: no endpoint, no state) -------------------
+
+
+def _console(terraform, offline_copy, expression: str, **variables) -> subprocess.CompletedProcess:
+    """Evaluate an expression in the offline copy (its locals and variables are the real
+    configuration's); `variables` as JSON."""
+    work_dir, env = offline_copy
+    args = [terraform, f"-chdir={work_dir}", "console", "-no-color"]
+    args += ["-var", f"lambda_zip={REPO_ROOT / 'build' / 'lambda.zip'}"]
+    for name, value in variables.items():
+        args += ["-var", f"{name}={value if isinstance(value, str) else json.dumps(value)}"]
+    return _run(args, input=f"jsonencode({expression})\n", env=env)
+
+
+def _evaluate(terraform, offline_copy, expression: str, **variables):
+    result = _console(terraform, offline_copy, expression, **variables)
+    assert "Error" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_default_variables_leave_the_mappings_as_they_were(terraform, offline_copy):
+    settings = _evaluate(
+        terraform,
+        offline_copy,
+        "[local.filter_criteria, local.metrics_config, var.tumbling_window_in_seconds,"
+        " local.on_failure_sns, local.on_failure_s3]",
+    )
+    assert settings == [{"Filters": []}, {"Metrics": []}, 0, False, False]
+
+
+def test_filter_patterns_as_strings_or_objects_become_the_apis_filter_criteria(
+    terraform, offline_copy
+):
+    filter_criteria = _evaluate(
+        terraform,
+        offline_copy,
+        "local.filter_criteria",
+        filter_criteria=['{"data": {"kind": ["order"]}}', {"eventName": ["INSERT"]}],
+    )
+    patterns = [json.loads(f["Pattern"]) for f in filter_criteria["Filters"]]
+    assert patterns == [{"data": {"kind": ["order"]}}, {"eventName": ["INSERT"]}]
+
+
+def test_event_count_metrics_when_asked(terraform, offline_copy):
+    metrics = _evaluate(terraform, offline_copy, "local.metrics_config", metrics_config=True)
+    assert metrics == {"Metrics": ["EventCount"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("tumbling_window_in_seconds", 901, id="window-over-900"),
+        pytest.param("tumbling_window_in_seconds", -1, id="window-negative"),
+        pytest.param("tumbling_window_in_seconds", 1.5, id="window-fraction"),
+        pytest.param("filter_criteria", ["not json"], id="pattern-not-json"),
+        pytest.param("filter_criteria", ['["a"]'], id="pattern-not-an-object"),
+        pytest.param("filter_criteria", [{"a": [1]}] * 6, id="six-filters"),
+        pytest.param("filter_criteria", '{"a": [1]}', id="not-a-list"),
+        pytest.param("on_failure_destination", "lambda", id="unknown-destination"),
+    ],
+)
+def test_invalid_mapping_settings_are_refused(terraform, offline_copy, name, value):
+    result = _console(terraform, offline_copy, f"var.{name}", **{name: value})
+    assert "Invalid value for variable" in result.stdout + result.stderr, result.stdout

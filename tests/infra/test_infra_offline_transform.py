@@ -60,6 +60,49 @@ resource "aws_lambda_event_source_mapping" "stream" {
 }
 """
 
+MAPPING_WITH_OPTIONAL_BLOCKS = """\
+resource "aws_lambda_event_source_mapping" "stream" {
+  event_source_arn = aws_kinesis_stream.events.arn
+  batch_size       = 10
+
+  dynamic "filter_criteria" {
+    for_each = length(local.filter_criteria.Filters) > 0 ? [local.filter_criteria] : []
+    content {
+      dynamic "filter" {
+        for_each = filter_criteria.value.Filters
+        content {
+          pattern = filter.value.Pattern
+        }
+      }
+    }
+  }
+
+  metrics_config {
+    metrics = local.metrics_config.Metrics
+  }
+}
+"""
+
+BUCKET_ENCRYPTION = """\
+resource "aws_s3_bucket" "failed" {
+  count  = var.on ? 1 : 0
+  bucket = "b"
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "failed" {
+  count = var.on ? 1 : 0
+
+  bucket = aws_s3_bucket.failed[0].id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "aws:kms"
+    }
+    bucket_key_enabled = true
+  }
+}
+"""
+
 FUNCTION = """\
 resource "aws_lambda_function" "processor" {
   function_name = "f"
@@ -129,6 +172,13 @@ def test_provider_skips_ec2_platform_detection_and_names_the_logs_endpoint_as_3_
     assert endpoints["lambda"] == "${local.endpoints.lambda}"
 
 
+def test_provider_s3_path_style_is_named_as_3_39_names_it():
+    text = PROVIDER.replace("  endpoints {", "  s3_use_path_style = var.emulator\n\n  endpoints {")
+    (provider,) = _parse(transform({"providers.tf": text})["providers.tf"])["provider"]
+    assert provider['"aws"']["s3_force_path_style"] == "${var.emulator}"
+    assert "s3_use_path_style" not in provider['"aws"']
+
+
 def test_a_file_without_known_blocks_is_copied_verbatim():
     text = 'variable "x" {\n  type = string\n}\n'
     assert transform({"variables.tf": text}) == {"variables.tf": text}
@@ -170,6 +220,54 @@ def test_mapping_arguments_taken_out_are_set_after_apply_with_their_real_values(
     assert exec_["command"] == '"aws_lambda_event_source_mapping"'
     assert exec_["environment"]["STREAMLINE_RESOURCE_ID"] == "${self.triggers_replace.id}"
     assert "local.endpoints.lambda" in exec_["environment"]["STREAMLINE_ENDPOINT"]
+
+
+def test_mapping_blocks_3_39_lacks_are_taken_out_static_or_dynamic():
+    out = transform({"mappings.tf": MAPPING_WITH_OPTIONAL_BLOCKS})
+    mapping = _resource(out["mappings.tf"], "aws_lambda_event_source_mapping", "stream")
+    assert "dynamic" not in mapping
+    assert "metrics_config" not in mapping
+    assert mapping["batch_size"] == 10
+
+
+def test_mapping_blocks_taken_out_are_set_after_apply_from_what_they_are_built_from():
+    out = transform({"mappings.tf": MAPPING_WITH_OPTIONAL_BLOCKS})
+    body = _post_apply_blocks(out[GENERATED_FILE])[
+        "post_apply_aws_lambda_event_source_mapping_stream"
+    ]
+    settings = body["triggers_replace"]["settings"]
+    assert "FilterCriteria = local.filter_criteria" in settings
+    assert "MetricsConfig = local.metrics_config" in settings
+
+
+def test_a_mapping_block_built_from_anything_else_is_an_error():
+    text = MAPPING_WITH_OPTIONAL_BLOCKS.replace("local.metrics_config.Metrics", '["EventCount"]')
+    with pytest.raises(TransformError, match="metrics_config is not built from"):
+        transform({"mappings.tf": text})
+
+
+def test_a_resource_3_39_lacks_becomes_a_post_apply_step_with_the_same_count():
+    out = transform({"s3.tf": BUCKET_ENCRYPTION})
+    assert "aws_s3_bucket_server_side_encryption_configuration" not in out["s3.tf"]
+    body = _post_apply_blocks(out[GENERATED_FILE])[
+        "post_apply_aws_s3_bucket_server_side_encryption_configuration_failed"
+    ]
+    assert body["count"] == "${var.on ? 1 : 0}"
+    assert body["triggers_replace"]["id"] == "${aws_s3_bucket.failed[0].id}"
+    settings = body["triggers_replace"]["settings"]
+    assert 'SSEAlgorithm = "aws:kms"' in settings
+    assert "BucketKeyEnabled = true" in settings
+    assert "KMSMasterKeyID" not in settings  # not in the configuration: left out
+    (provisioner,) = body["provisioner"]
+    exec_ = provisioner['"local-exec"']
+    assert "local.endpoints.s3" in exec_["environment"]["STREAMLINE_ENDPOINT"]
+
+
+def test_the_bucket_ignores_on_refresh_the_encryption_set_after_apply():
+    out = transform({"s3.tf": BUCKET_ENCRYPTION})
+    bucket = _resource(out["s3.tf"], "aws_s3_bucket", "failed")
+    (lifecycle,) = bucket["lifecycle"]
+    assert lifecycle["ignore_changes"] == ["server_side_encryption_configuration"]
 
 
 def test_runtime_gets_a_placeholder_that_refresh_ignores_and_is_set_after_apply():
@@ -263,6 +361,9 @@ def test_real_copy_has_none_of_the_arguments_3_39_rejects(real_copy):
     assert parsed
     mapping = _resource(real_copy["mappings.tf"], "aws_lambda_event_source_mapping", "source")
     assert "function_response_types" not in mapping
+    assert "tumbling_window_in_seconds" not in mapping
+    assert "dynamic" not in mapping and "metrics_config" not in mapping
+    assert "aws_s3_bucket_server_side_encryption_configuration" not in real_copy["destinations.tf"]
     assert "stream_mode_details" not in _resource(
         real_copy["streams.tf"], "aws_kinesis_stream", "events"
     )
@@ -278,10 +379,13 @@ def test_real_copy_sets_every_deferred_argument_after_apply(real_copy):
         "post_apply_aws_lambda_function_processor",
         "post_apply_aws_sqs_queue_poison",
         "post_apply_aws_sqs_queue_on_failure",
+        "post_apply_aws_s3_bucket_server_side_encryption_configuration_on_failure",
     }
-    assert (
-        '"ReportBatchItemFailures"' in settings["post_apply_aws_lambda_event_source_mapping_source"]
-    )
+    mapping = settings["post_apply_aws_lambda_event_source_mapping_source"]
+    assert '"ReportBatchItemFailures"' in mapping
+    assert "TumblingWindowInSeconds = var.tumbling_window_in_seconds" in mapping
+    assert "FilterCriteria = local.filter_criteria" in mapping
+    assert "MetricsConfig = local.metrics_config" in mapping
     assert '"python3.12"' in settings["post_apply_aws_lambda_function_processor"]
 
 

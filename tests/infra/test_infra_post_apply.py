@@ -71,3 +71,30 @@ def test_queue_attributes_are_sent_as_the_strings_sqs_expects():
 def test_unknown_resource_types_are_a_usage_error(argv, capsys):
     assert post_apply.main(argv) == 2
     assert "usage" in capsys.readouterr().err
+
+
+class S3StandIn:
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def put_bucket_encryption(self, **kwargs):
+        self.calls.append(kwargs)
+
+
+def test_bucket_encryption_is_one_rule_from_the_flattened_settings():
+    client = S3StandIn()
+    settings = {"SSEAlgorithm": "aws:kms", "BucketKeyEnabled": True}
+    post_apply.put_bucket_encryption(client, "bucket-1", settings)
+    assert client.calls == [
+        {
+            "Bucket": "bucket-1",
+            "ServerSideEncryptionConfiguration": {
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"},
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        }
+    ]

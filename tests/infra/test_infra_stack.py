@@ -41,6 +41,12 @@ SETTINGS = {
     "log_retention_days": 7,
     "iterator_age_alarm_ms": 30000,
     "tags": {"team": "streams"},
+    # The optional mapping settings (set after apply on the offline path) and the S3
+    # on-failure destination, its bucket created and encrypted (also after apply offline).
+    "filter_criteria": ['{"data": {"kind": ["order"]}}', {"eventName": ["INSERT"]}],
+    "tumbling_window_in_seconds": 60,
+    "metrics_config": True,
+    "on_failure_destination": "s3",
 }
 
 
@@ -91,7 +97,7 @@ def stack(aws_endpoint, terraform, lambda_zip, tmp_path_factory) -> Deployed:
 def clients(aws_session):
     return {
         service: aws_session.client(service)
-        for service in ("kinesis", "dynamodb", "sqs", "lambda", "iam", "logs", "cloudwatch")
+        for service in ("kinesis", "dynamodb", "sqs", "lambda", "iam", "logs", "cloudwatch", "s3")
     }
 
 
@@ -341,9 +347,31 @@ def test_mapping_has_every_ordered_processing_setting(stack, clients, source):
     assert mapping["MaximumBatchingWindowInSeconds"] == SETTINGS["batching_window_s"]
     assert (
         mapping["DestinationConfig"]["OnFailure"]["Destination"]
-        == (stack.outputs["on_failure_queue_arn"])
+        == stack.outputs["on_failure_destination_arn"]
     )
     assert mapping["State"] in ("Enabled", "Enabling", "Creating")
+
+
+@pytest.mark.parametrize("source", ["kinesis_stream_arn", "source_table_stream_arn"])
+def test_mapping_has_the_filters_tumbling_window_and_event_count_metrics(stack, clients, source):
+    uuid_ = _mappings(stack, clients)[stack.outputs[source]]["UUID"]
+    mapping = clients["lambda"].get_event_source_mapping(UUID=uuid_)
+    patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert patterns == [{"data": {"kind": ["order"]}}, {"eventName": ["INSERT"]}]
+    assert mapping["TumblingWindowInSeconds"] == SETTINGS["tumbling_window_in_seconds"]
+    assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
+
+
+def test_on_failure_bucket_is_encrypted_under_the_aws_managed_key_and_private(stack, clients):
+    bucket = stack.outputs["on_failure_destination_arn"].removeprefix("arn:aws:s3:::")
+    assert bucket.startswith(f"{stack.name}-")
+    (rule,) = clients["s3"].get_bucket_encryption(Bucket=bucket)[
+        "ServerSideEncryptionConfiguration"
+    ]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["BucketKeyEnabled"] is True
+    block = clients["s3"].get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()), block
 
 
 # --- alarms -----------------------------------------------------------------------------------
@@ -403,7 +431,9 @@ def test_role_grants_exact_actions_on_exact_arns(stack, clients):
         table_arn + out["checkpoint_table_name"]: {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
         table_arn + out["sink_table_name"]: {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         out["poison_queue_arn"]: {"sqs:SendMessage"},
-        out["on_failure_queue_arn"]: {"sqs:SendMessage"},
+        # on_failure_destination = "s3": the bucket, not the on-failure queue.
+        out["on_failure_destination_arn"]: {"s3:ListBucket"},
+        f"{out['on_failure_destination_arn']}/*": {"s3:PutObject"},
         log_streams: {"logs:CreateLogStream", "logs:PutLogEvents"},
     }
     granted: dict[str, set[str]] = {}
@@ -482,3 +512,5 @@ def test_destroy_leaves_nothing(stack, clients):
     assert alarms["MetricAlarms"] == []
     groups = clients["logs"].describe_log_groups(logGroupNamePrefix=out["log_group_name"])
     assert groups["logGroups"] == []
+    buckets = clients["s3"].list_buckets()["Buckets"]
+    assert not [b for b in buckets if b["Name"].startswith(f"{stack.name}-")]
