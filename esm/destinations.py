@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import boto3
 from botocore.exceptions import ClientError
 
+from esm.settings import stand_in_uuid
 from processor.aws import LazyClient, error_code, parse_arn, unqualified_function_arn
 from processor.contracts import OnFailureRecord
 
@@ -168,9 +169,7 @@ class S3Destination:
     def _mapping_uuid(self, function_arn: str, stream_arn: str) -> str:
         key = (unqualified_function_arn(function_arn), stream_arn)
         if key not in self._found_uuids:
-            self._found_uuids[key] = self._find_mapping_uuid(*key) or str(
-                uuid.uuid5(uuid.NAMESPACE_URL, " ".join(key))
-            )
+            self._found_uuids[key] = self._find_mapping_uuid(*key) or stand_in_uuid(*key)
         return self._found_uuids[key]
 
     def _find_mapping_uuid(self, function_arn: str, stream_arn: str) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -23,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from esm.settings import MappingSettings
+from esm.settings import MappingSettings, stand_in_uuid
 from esm.stats import EventCounts
 from processor.aws import error_code
 
@@ -43,9 +42,7 @@ _CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempt
 def metrics_uuid(mapping: MappingSettings, function_arn: str) -> str:
     """The EventSourceMappingUUID dimension: the mapping's UUID; for a mapping given by flags
     (none exists), the stand-in that S3 on-failure keys use (esm/destinations.py)."""
-    return mapping.uuid or str(
-        uuid.uuid5(uuid.NAMESPACE_URL, f"{function_arn} {mapping.event_source_arn}")
-    )
+    return mapping.uuid or stand_in_uuid(function_arn, mapping.event_source_arn)
 
 
 def metric_data(

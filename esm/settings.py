@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -212,3 +213,11 @@ def _service_or_none(arn: str | None) -> str | None:
         return parse_arn(arn or "").service
     except ValueError:
         return None
+
+
+def stand_in_uuid(function_arn: str, event_source_arn: str) -> str:
+    """The UUID a mapping given only by flags goes by (no mapping exists, so no UUID does):
+    stable, derived from the function and the source. S3 on-failure keys and the event
+    count metrics' EventSourceMappingUUID use it."""
+    key = f"{unqualified_function_arn(function_arn)} {event_source_arn}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
