@@ -105,11 +105,23 @@ _tumbling_window = _ranged(int, "a whole number of seconds", lambda s: 1 <= s <=
 _rate = _ranged(float, "a rate", lambda r: 0 <= r <= 1, "from 0 to 1")
 
 
-def _environment_pair(value: str) -> str:
-    name, equals, _ = value.partition("=")
+def _environment_pair(value: str) -> tuple[str, str]:
+    name, equals, setting = value.partition("=")
     if not equals or not name.strip():
         raise argparse.ArgumentTypeError(f"not NAME=VALUE: {value!r}")
-    return value
+    return name, setting
+
+
+def _add_env_flag(parser) -> None:
+    """--env NAME=VALUE, repeated: `args.env` is a list of (name, value), `dict()`-able."""
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_environment_pair,
+        metavar="NAME=VALUE",
+        help="function environment",
+    )
 
 
 def _describe(exc: BotoCoreError | ClientError, function_name: str | None) -> str:
@@ -199,14 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_memory,
         help=f"MB; default: the function's configuration, else {DEFAULT_MEMORY_MB}",
     )
-    flags.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        type=_environment_pair,
-        metavar="NAME=VALUE",
-        help="function environment",
-    )
+    _add_env_flag(flags)
     flags.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     flags.add_argument("--maximum-batching-window", type=float, default=0, metavar="SECONDS")
     flags.add_argument(
@@ -391,14 +396,7 @@ def _add_invoke_command(sub) -> None:
     invoke.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, help="seconds")
     invoke.add_argument("--memory-size", type=_memory, default=DEFAULT_MEMORY_MB, help="MB")
     invoke.add_argument("--function-name", default="esm-local", help="the context's function name")
-    invoke.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        type=_environment_pair,
-        metavar="NAME=VALUE",
-        help="function environment",
-    )
+    _add_env_flag(invoke)
     invoke.add_argument("--report-batch-item-failures", action="store_true")
     invoke.add_argument("--bisect-batch-on-function-error", action="store_true")
 
@@ -414,10 +412,7 @@ def _function(args, lambda_client) -> FunctionSettings:
             arn=f"arn:aws:lambda:{region}:000000000000:function:{name}",
             handler=args.handler,
         )
-    environment = dict(base.environment)
-    for pair in args.env:
-        key, _, value = pair.partition("=")
-        environment[key] = value
+    environment = {**base.environment, **dict(args.env)}
     return FunctionSettings(
         name=base.name,
         arn=base.arn,

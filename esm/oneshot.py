@@ -213,7 +213,7 @@ def command(args, stdin: TextIO | None = None) -> int:
             raise BadInput(f"--code-dir {args.code_dir} is not a directory")
         payload, event = read_event(args.event, stdin or sys.stdin)
         identifiers = item_identifiers(event)
-        environment = dict(pair.partition("=")[::2] for pair in args.env)
+        environment = dict(args.env)
         function = function_for(
             args.handler,
             event,
