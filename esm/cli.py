@@ -50,7 +50,7 @@ from esm.settings import (
     load_mappings,
 )
 from esm.shard import Tuning
-from esm.sources import source_for
+from esm.sources import source_for, through_consumer
 from processor.aws import error_code, parse_arn
 
 
@@ -199,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         "settings override the endpoint's configuration (all of them are needed when no "
         "function exists there: --handler at least).",
     )
-    flags.add_argument("--stream-arn", help="Kinesis stream or DynamoDB stream ARN")
+    flags.add_argument(
+        "--stream-arn",
+        help="Kinesis stream, Kinesis enhanced fan-out consumer, or DynamoDB stream ARN",
+    )
     flags.add_argument("--handler", help="module.function, e.g. processor.handler.handler")
     flags.add_argument(
         "--timeout",
@@ -478,12 +481,14 @@ def _cmd_run(args) -> int:
     except (BotoCoreError, ClientError) as exc:
         print(f"[esm] cannot start: {_describe(exc, args.function_name)}", file=sys.stderr)
         return 2
+    resolved = []
     for mapping in mappings:
-        # Once before anything starts: a stream that is not there, or an endpoint that does
-        # not answer, is a clear error now rather than retries for ever.
+        # Once before anything starts: a stream (or consumer) that is not there, or an
+        # endpoint that does not answer, is a clear error now rather than retries for ever.
         arn = mapping.event_source_arn
         try:
-            source_for(arn, function, session).list_shards()
+            mapping = through_consumer(mapping, session)
+            source_for(mapping.event_source_arn, function, session).list_shards()
         except ValueError as exc:
             print(f"invalid setting: {exc}", file=sys.stderr)
             return 2
@@ -513,6 +518,8 @@ def _cmd_run(args) -> int:
                 file=sys.stderr,
             )
             return 2
+        resolved.append(mapping)
+    mappings = resolved
     if not mappings:
         print(f"function {function.name} has no enabled stream mappings", file=sys.stderr)
         return 1
@@ -542,8 +549,14 @@ def _cmd_run(args) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stop())
     for mapping in mappings:
+        through = (
+            f" through consumer {mapping.consumer_arn} (enhanced fan-out, read with GetRecords)"
+            if mapping.consumer_arn
+            else ""
+        )
         print(
-            f"[esm] running {function.name} ({function.handler}) on {mapping.event_source_arn}",
+            f"[esm] running {function.name} ({function.handler}) on "
+            f"{mapping.event_source_arn}{through}",
             file=sys.stderr,
             flush=True,
         )

@@ -90,6 +90,9 @@ class MappingSettings:
     filter_criteria: dict[str, Any] | None = field(default=None, hash=False)
     # MetricsConfig.Metrics: with EventCount the runner sends the event counts to CloudWatch.
     metrics: tuple[str, ...] = ()
+    # Set when the mapping's source is an enhanced fan-out consumer: event_source_arn is then
+    # its stream's ARN, resolved by esm.sources.through_consumer before the runner starts.
+    consumer_arn: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,7 +114,9 @@ class MappingSettings:
         """Names this mapping's checkpoints: its UUID, else a digest of the stream ARN."""
         if self.uuid:
             return self.uuid
-        return "stream-" + hashlib.sha256(self.event_source_arn.encode()).hexdigest()[:16]
+        # A consumer reads apart from the stream's other mappings: its own positions.
+        source = self.consumer_arn or self.event_source_arn
+        return "stream-" + hashlib.sha256(source.encode()).hexdigest()[:16]
 
     def validate(self) -> None:
         max_batch = {"kinesis": 10000, "dynamodb": 10000}.get(self.source)

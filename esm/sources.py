@@ -9,8 +9,10 @@ shapes follow the Lambda developer guide:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +20,7 @@ from typing import Any, ClassVar
 
 from botocore.parsers import DEFAULT_TIMESTAMP_PARSER, ResponseParserFactory
 
-from esm.settings import FunctionSettings
+from esm.settings import FunctionSettings, MappingSettings, SettingsError
 from processor.aws import parse_arn
 from processor.events import (
     DYNAMODB_EVENT_SOURCE,
@@ -293,6 +295,41 @@ SOURCES: dict[str, tuple[type, str]] = {
     "kinesis": (KinesisSource, "kinesis"),
     "dynamodb": (DynamoDBStreamSource, "dynamodbstreams"),
 }
+
+
+# An enhanced fan-out consumer: `arn:aws:kinesis:R:A:stream/STREAM/consumer/NAME:CREATED`
+# (moto leaves out `:CREATED`). https://docs.aws.amazon.com/kinesis/latest/APIReference/API_DescribeStreamConsumer.html
+_CONSUMER_RESOURCE = re.compile(r"stream/[^/]+/consumer/[^/]+")
+
+
+def is_consumer_arn(arn: str) -> bool:
+    try:
+        parsed = parse_arn(arn)
+    except ValueError:
+        return False
+    return parsed.service == "kinesis" and bool(_CONSUMER_RESOURCE.fullmatch(parsed.resource))
+
+
+def through_consumer(mapping: MappingSettings, session, client=None) -> MappingSettings:
+    """The mapping as the runner reads it: a consumer ARN source becomes its stream's ARN.
+
+    Lambda accepts a consumer's ARN as a Kinesis mapping's source and then reads the stream
+    through that consumer (SubscribeToShard). The runner resolves the consumer with
+    DescribeStreamConsumer, so a consumer that is not there, or not ACTIVE, is refused before
+    anything runs, and reads the stream itself with GetRecords: neither moto nor kinesalite
+    serves SubscribeToShard (see the README). Records carry the stream's ARN as their
+    eventSourceARN. A ResourceNotFoundException (ClientError) is the caller's to report.
+    """
+    arn = mapping.event_source_arn
+    if not is_consumer_arn(arn):
+        return mapping
+    if client is None:
+        client = session.client("kinesis", region_name=parse_arn(arn).region)
+    consumer = client.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]
+    status = consumer.get("ConsumerStatus")
+    if status != "ACTIVE":
+        raise SettingsError(f"consumer {consumer.get('ConsumerName')} is {status}, not ACTIVE")
+    return dataclasses.replace(mapping, event_source_arn=consumer["StreamARN"], consumer_arn=arn)
 
 
 def source_for(stream_arn: str, function: FunctionSettings, session, client=None):

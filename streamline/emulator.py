@@ -273,6 +273,41 @@ def _items_before(backend: Any, transact_items: list) -> list[tuple[str, dict, d
     return before
 
 
+def accept_consumer_event_sources() -> None:
+    """Let a mapping's source be a Kinesis enhanced fan-out consumer, as Lambda's is.
+
+    CreateEventSourceMapping takes "the ARN of the data stream or a stream consumer"
+    (https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html); moto
+    only looks the ARN up among streams, queues and tables and answers "Invalid
+    EventSourceArn" for a consumer. A registered consumer's ARN is now kept on the mapping as
+    given; our runner resolves it (esm.sources.through_consumer).
+    """
+    from moto.awslambda.models import EventSourceMapping, LambdaBackend
+    from moto.kinesis.models import kinesis_backends
+
+    create = LambdaBackend.create_event_source_mapping
+
+    def create_event_source_mapping(self, spec):
+        arn = spec.get("EventSourceArn") or ""
+        if "/consumer/" in arn and spec.get("FunctionName"):
+            streams = kinesis_backends[self.account_id][self.region_name].streams.values()
+            if any(stream.get_consumer_by_arn(arn) for stream in streams):
+                function = self._lambdas.get_function_by_name_or_arn_with_qualifier(
+                    spec["FunctionName"]
+                )
+                spec.update(
+                    RegionName=self.region_name,
+                    AccountId=self.account_id,
+                    FunctionArn=function.function_arn,
+                )
+                mapping = EventSourceMapping(spec)
+                self._event_source_mappings[mapping.uuid] = mapping
+                return mapping
+        return create(self, spec)
+
+    LambdaBackend.create_event_source_mapping = create_event_source_mapping
+
+
 def serve(port: int) -> None:
     """Run moto's server in this process with its own function invocation switched off."""
     from moto.awslambda.models import LambdaBackend
@@ -283,6 +318,7 @@ def serve(port: int) -> None:
     LambdaBackend.send_kinesis_message = no_invoke
     LambdaBackend.send_dynamodb_items = no_invoke
     serialize_dynamodb_transactions()
+    accept_consumer_event_sources()
 
     from moto.server import main
 
