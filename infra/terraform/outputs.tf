@@ -25,11 +25,11 @@ output "source_table_stream_arn" {
 }
 
 output "checkpoint_table_name" {
-  value = aws_dynamodb_table.checkpoints.name
+  value = module.processor.checkpoint_table_name
 }
 
 output "checkpoint_table_arn" {
-  value = aws_dynamodb_table.checkpoints.arn
+  value = module.processor.checkpoint_table_arn
 }
 
 output "sink_table_name" {
@@ -41,53 +41,55 @@ output "sink_table_arn" {
 }
 
 output "poison_queue_url" {
-  value = aws_sqs_queue.poison.id
+  value = module.processor.poison_queue_url
 }
 
 output "poison_queue_arn" {
-  value = aws_sqs_queue.poison.arn
+  value = module.processor.poison_queue_arn
 }
 
 output "on_failure_queue_url" {
-  value = aws_sqs_queue.on_failure.id
+  value = module.processor.on_failure_queue_url
 }
 
 output "on_failure_queue_arn" {
-  value = aws_sqs_queue.on_failure.arn
+  value = module.processor.on_failure_queue_arn
 }
 
 output "on_failure_destination_arn" {
   description = "Where the mappings send exhausted batches (var.on_failure_destination)."
-  value       = local.on_failure_destination_arn
+  value       = module.processor.on_failure_destination_arn
 }
 
 output "function_name" {
-  value = aws_lambda_function.processor.function_name
+  value = module.processor.function_name
 }
 
 output "function_arn" {
-  value = aws_lambda_function.processor.arn
+  value = module.processor.function_arn
 }
 
 output "role_arn" {
-  value = aws_iam_role.processor.arn
+  value = module.processor.role_arn
 }
 
 output "log_group_name" {
-  value = aws_cloudwatch_log_group.processor.name
+  value = module.processor.log_group_name
 }
 
 output "kinesis_mapping_uuid" {
-  value = aws_lambda_event_source_mapping.source["kinesis"].uuid
+  value = module.processor.mapping_uuids["kinesis"]
 }
 
 output "dynamodb_mapping_uuid" {
-  value = aws_lambda_event_source_mapping.source["dynamodb"].uuid
+  value = module.processor.mapping_uuids["dynamodb"]
+}
+
+output "kinesis_consumer_arn" {
+  description = "The enhanced fan-out consumer the Kinesis mapping reads through (null unless enhanced_fan_out)."
+  value       = lookup(module.processor.consumer_arns, "kinesis", null)
 }
 
 output "alarm_names" {
-  value = concat(
-    [aws_cloudwatch_metric_alarm.iterator_age.alarm_name, aws_cloudwatch_metric_alarm.function_errors.alarm_name],
-    [for alarm in aws_cloudwatch_metric_alarm.queue_depth : alarm.alarm_name],
-  )
+  value = module.processor.alarm_names
 }

@@ -149,6 +149,12 @@ variable "filter_criteria" {
   }
 }
 
+variable "enhanced_fan_out" {
+  description = "Map the Kinesis stream through an enhanced fan-out consumer (aws_kinesis_stream_consumer) instead of reading it directly."
+  type        = bool
+  default     = false
+}
+
 variable "metrics_config" {
   description = "Turn on the mappings' EventCount metrics (MetricsConfig)."
   type        = bool

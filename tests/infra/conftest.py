@@ -18,6 +18,7 @@ from streamline.infra import offline
 from streamline.paths import REPO_ROOT
 
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
+MODULE_DIR = REAL_CONFIG_DIR / "modules" / "ordered-processor"
 MIRROR_DIR = REPO_ROOT / "build" / "terraform-mirror"
 
 
@@ -50,11 +51,12 @@ def normalise(node: Any) -> Any:
     return _unquote(node)
 
 
-def load_configuration(directory: Path) -> dict[str, Any]:
-    """Every *.tf of a directory, merged by block type and labels.
+def load_configuration(*directories: Path) -> dict[str, Any]:
+    """Every *.tf of the directories, merged by block type and labels.
 
     {"resource": {type: {name: body}}, "variable": {name: body}, "output": {...},
-     "provider": {name: body}, "locals": {name: expr}, "terraform": [body, ...]}
+     "provider": {name: body}, "locals": {name: expr}, "module": {name: body},
+     "terraform": [body, ...]}
     Nested blocks stay lists of bodies, as python-hcl2 gives them.
     """
     merged: dict[str, Any] = {
@@ -64,9 +66,10 @@ def load_configuration(directory: Path) -> dict[str, Any]:
         "output": {},
         "provider": {},
         "locals": {},
+        "module": {},
         "terraform": [],
     }
-    for path in sorted(directory.glob("*.tf")):
+    for path in sorted(p for directory in directories for p in directory.glob("*.tf")):
         with path.open() as handle:
             parsed = normalise(hcl2.load(handle))
         for kind, blocks in parsed.items():
@@ -74,7 +77,7 @@ def load_configuration(directory: Path) -> dict[str, Any]:
                 if kind in ("resource", "data"):
                     for type_, named in block.items():
                         merged[kind].setdefault(type_, {}).update(named)
-                elif kind in ("variable", "output", "provider", "locals"):
+                elif kind in ("variable", "output", "provider", "locals", "module"):
                     merged[kind].update(block)
                 else:
                     merged[kind].append(block)
@@ -83,6 +86,19 @@ def load_configuration(directory: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def real_config() -> dict[str, Any]:
+    """The demo stack and the module it calls, as one configuration."""
+    return load_configuration(REAL_CONFIG_DIR, MODULE_DIR)
+
+
+@pytest.fixture(scope="session")
+def module_config() -> dict[str, Any]:
+    """The module alone: what a user's configuration calls."""
+    return load_configuration(MODULE_DIR)
+
+
+@pytest.fixture(scope="session")
+def root_config() -> dict[str, Any]:
+    """The demo stack alone (its own resources, variables, outputs and the module call)."""
     return load_configuration(REAL_CONFIG_DIR)
 
 

@@ -53,9 +53,16 @@ def _single(config, type_, name):
 
 
 def test_the_real_configuration_requires_the_modern_provider(real_config):
-    (terraform,) = real_config["terraform"]
-    (providers,) = terraform["required_providers"]
-    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 5.0"}
+    # The stack and the module each say so (a module's user sees the module's constraint).
+    assert len(real_config["terraform"]) == 2
+    for terraform in real_config["terraform"]:
+        (providers,) = terraform["required_providers"]
+        assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 5.0"}
+
+
+def test_the_module_has_no_provider_of_its_own(module_config):
+    # The caller's provider (region, endpoints, credentials) is the one the module uses.
+    assert module_config["provider"] == {}
 
 
 def test_every_provider_endpoint_comes_from_the_endpoint_variables(real_config):
@@ -84,14 +91,38 @@ def test_every_variable_has_a_type_and_a_description(real_config):
 # --- the mappings -----------------------------------------------------------------------------
 
 
-def test_one_mapping_per_source(real_config):
-    mappings = _resources(real_config, "aws_lambda_event_source_mapping")
+def test_one_mapping_per_source(module_config, root_config):
+    mappings = _resources(module_config, "aws_lambda_event_source_mapping")
     assert list(mappings) == ["source"]
     assert mappings["source"]["for_each"] == "${local.event_sources}"
-    assert real_config["locals"]["event_sources"] == {
-        "kinesis": "${aws_kinesis_stream.events.arn}",
-        "dynamodb": "${aws_dynamodb_table.source.stream_arn}",
+    sources = module_config["locals"]["event_sources"]
+    assert "var.kinesis_stream_arns" in sources and "var.dynamodb_stream_arns" in sources
+    # The demo stack maps its stream and its table's stream
+    processor = root_config["module"]["processor"]
+    assert processor["source"] == "./modules/ordered-processor"
+    assert processor["kinesis_stream_arns"] == {"kinesis": "${aws_kinesis_stream.events.arn}"}
+    assert processor["dynamodb_stream_arns"] == {
+        "dynamodb": "${aws_dynamodb_table.source.stream_arn}"
     }
+
+
+def test_enhanced_fan_out_maps_each_stream_through_its_own_consumer(module_config):
+    consumers = _resources(module_config, "aws_kinesis_stream_consumer")
+    assert consumers["source"]["for_each"] == (
+        "${var.enhanced_fan_out ? var.kinesis_stream_arns : {}}"
+    )
+    assert consumers["source"]["stream_arn"] == "${each.value}"
+    assert (
+        "aws_kinesis_stream_consumer.source[name].arn" in (module_config["locals"]["event_sources"])
+    )
+    assert module_config["variable"]["enhanced_fan_out"]["default"] is False
+
+
+def test_every_module_input_the_stack_passes_exists(module_config, root_config):
+    passed = set(root_config["module"]["processor"]) - {"source"}
+    assert passed <= set(module_config["variable"]), passed - set(module_config["variable"])
+    required = {n for n, v in module_config["variable"].items() if "default" not in v}
+    assert required <= passed
 
 
 @pytest.mark.parametrize("argument", MAPPING_ARGUMENTS)
@@ -226,21 +257,28 @@ def test_queues_are_the_last_stop(real_config):
         assert queue["sqs_managed_sse_enabled"] is True, name
 
 
-def test_function_runs_the_handler_on_python_3_12(real_config):
-    function = _single(real_config, "aws_lambda_function", "processor")
-    assert function["runtime"] == "python3.12"
-    assert function["handler"] == "processor.handler.handler"
+def test_function_runs_the_callers_handler_on_python_3_12(module_config, root_config):
+    function = _single(module_config, "aws_lambda_function", "processor")
+    assert function["runtime"] == "${var.runtime}"
+    assert module_config["variable"]["runtime"]["default"] == "python3.12"
+    assert function["handler"] == "${var.handler}"
     assert function["source_code_hash"] == "${filebase64sha256(var.lambda_zip)}"
     (environment,) = function["environment"]
-    assert set(environment["variables"]) == {
+    variables = environment["variables"]
+    # The caller's variables first: the module's own win over a clash.
+    assert variables.startswith("${merge(var.environment, {")
+    for name in (
         "CHECKPOINT_TABLE",
-        "SINK_TABLE",
         "POISON_QUEUE_URL",
         "MAX_ATTEMPTS",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_LOG_LEVEL",
-    }
+    ):
+        assert f"{name} " in variables, name
+    processor = root_config["module"]["processor"]
+    assert processor["handler"] == "processor.handler.handler"
+    assert processor["environment"] == {"SINK_TABLE": "${aws_dynamodb_table.sink.name}"}
 
 
 def test_log_group_has_a_retention_and_exists_before_the_function(real_config):
@@ -298,11 +336,16 @@ def test_offline_copy_validates_against_provider_3_39(terraform, offline_copy):
 
 
 def _console(terraform, offline_copy, expression: str, **variables) -> subprocess.CompletedProcess:
-    """Evaluate an expression in the offline copy (its locals and variables are the real
-    configuration's); `variables` as JSON."""
+    """Evaluate an expression in the offline copy of the module (its locals and variables are
+    the real configuration's), as a root with the inputs it requires; `variables` as JSON."""
     work_dir, env = offline_copy
-    args = [terraform, f"-chdir={work_dir}", "console", "-no-color"]
+    module_dir = work_dir / "modules" / "ordered-processor"
+    if not (module_dir / ".terraform").exists():
+        init = [terraform, f"-chdir={module_dir}", "init", "-input=false", "-backend=false"]
+        assert _run(init, env=env).returncode == 0
+    args = [terraform, f"-chdir={module_dir}", "console", "-no-color"]
     args += ["-var", f"lambda_zip={REPO_ROOT / 'build' / 'lambda.zip'}"]
+    args += ["-var", "name=streamline", "-var", "handler=processor.handler.handler"]
     for name, value in variables.items():
         args += ["-var", f"{name}={value if isinstance(value, str) else json.dumps(value)}"]
     return _run(args, input=f"jsonencode({expression})\n", env=env)

@@ -17,6 +17,7 @@ from streamline.infra.offline import GENERATED_FILE, TransformError, transform
 from streamline.paths import REPO_ROOT
 
 REAL_CONFIG_DIR = REPO_ROOT / "infra" / "terraform"
+MODULE_DIR = REAL_CONFIG_DIR / "modules" / "ordered-processor"
 
 VERSIONS = """\
 terraform {
@@ -351,28 +352,38 @@ def test_the_generated_file_name_is_reserved():
 
 @pytest.fixture(scope="module")
 def real_copy() -> dict[str, str]:
+    """The stack's copy by file name, and its module's as `modules/NAME`."""
     files = {p.name: p.read_text() for p in sorted(REAL_CONFIG_DIR.glob("*.tf"))}
-    return transform(files, python="/py", script="/post_apply.py")
+    module = {p.name: p.read_text() for p in sorted(MODULE_DIR.glob("*.tf"))}
+    root_copy = transform(files, python="/py", script="/post_apply.py")
+    assert GENERATED_FILE not in root_copy  # everything deferred is in the module
+    module_copy = transform(module, python="/py", script="/post_apply.py", module=True)
+    return {**root_copy, **{f"modules/{name}": text for name, text in module_copy.items()}}
 
 
 def test_real_copy_has_none_of_the_arguments_3_39_rejects(real_copy):
     text = "\n".join(real_copy.values())
     parsed = {name: _parse(body) for name, body in real_copy.items()}  # all of it parses
     assert parsed
-    mapping = _resource(real_copy["mappings.tf"], "aws_lambda_event_source_mapping", "source")
+    mapping = _resource(
+        real_copy["modules/mappings.tf"], "aws_lambda_event_source_mapping", "source"
+    )
     assert "function_response_types" not in mapping
     assert "tumbling_window_in_seconds" not in mapping
     assert "dynamic" not in mapping and "metrics_config" not in mapping
-    assert "aws_s3_bucket_server_side_encryption_configuration" not in real_copy["destinations.tf"]
+    assert (
+        "aws_s3_bucket_server_side_encryption_configuration"
+        not in real_copy["modules/destinations.tf"]
+    )
     assert "stream_mode_details" not in _resource(
         real_copy["streams.tf"], "aws_kinesis_stream", "events"
     )
     assert ">= 5.0" not in text
-    assert '"python3.12"' not in real_copy["lambda.tf"]
+    assert '"python3.12"' not in real_copy["modules/lambda.tf"]
 
 
 def test_real_copy_sets_every_deferred_argument_after_apply(real_copy):
-    blocks = _post_apply_blocks(real_copy[GENERATED_FILE])
+    blocks = _post_apply_blocks(real_copy[f"modules/{GENERATED_FILE}"])
     settings = {name: body["triggers_replace"]["settings"] for name, body in blocks.items()}
     assert set(settings) == {
         "post_apply_aws_lambda_event_source_mapping_source",
@@ -386,12 +397,14 @@ def test_real_copy_sets_every_deferred_argument_after_apply(real_copy):
     assert "TumblingWindowInSeconds = var.tumbling_window_in_seconds" in mapping
     assert "FilterCriteria = local.filter_criteria" in mapping
     assert "MetricsConfig = local.metrics_config" in mapping
-    assert '"python3.12"' in settings["post_apply_aws_lambda_function_processor"]
+    assert "Runtime = var.runtime" in settings["post_apply_aws_lambda_function_processor"]
 
 
 def test_real_copy_leaves_other_files_untouched(real_copy):
-    for name in ("variables.tf", "tables.tf", "iam.tf", "alarms.tf", "outputs.tf"):
+    for name in ("variables.tf", "tables.tf", "outputs.tf", "processor.tf"):
         assert real_copy[name] == (REAL_CONFIG_DIR / name).read_text(), name
+    for name in ("iam.tf", "alarms.tf", "checkpoints.tf", "outputs.tf"):
+        assert real_copy[f"modules/{name}"] == (MODULE_DIR / name).read_text(), name
 
 
 # --- the provider mirror ----------------------------------------------------------------------

@@ -47,6 +47,8 @@ SETTINGS = {
     "tumbling_window_in_seconds": 60,
     "metrics_config": True,
     "on_failure_destination": "s3",
+    # The Kinesis mapping reads through an enhanced fan-out consumer of its own.
+    "enhanced_fan_out": True,
 }
 
 
@@ -327,11 +329,11 @@ def _mappings(stack, clients) -> dict[str, dict]:
     return {mapping["EventSourceArn"]: mapping for mapping in found}
 
 
-@pytest.mark.parametrize("source", ["kinesis_stream_arn", "source_table_stream_arn"])
+@pytest.mark.parametrize("source", ["kinesis_consumer_arn", "source_table_stream_arn"])
 def test_mapping_has_every_ordered_processing_setting(stack, clients, source):
     mappings = _mappings(stack, clients)
     assert set(mappings) == {
-        stack.outputs["kinesis_stream_arn"],
+        stack.outputs["kinesis_consumer_arn"],
         stack.outputs["source_table_stream_arn"],
     }
     mapping = clients["lambda"].get_event_source_mapping(
@@ -352,7 +354,7 @@ def test_mapping_has_every_ordered_processing_setting(stack, clients, source):
     assert mapping["State"] in ("Enabled", "Enabling", "Creating")
 
 
-@pytest.mark.parametrize("source", ["kinesis_stream_arn", "source_table_stream_arn"])
+@pytest.mark.parametrize("source", ["kinesis_consumer_arn", "source_table_stream_arn"])
 def test_mapping_has_the_filters_tumbling_window_and_event_count_metrics(stack, clients, source):
     uuid_ = _mappings(stack, clients)[stack.outputs[source]]["UUID"]
     mapping = clients["lambda"].get_event_source_mapping(UUID=uuid_)
@@ -360,6 +362,15 @@ def test_mapping_has_the_filters_tumbling_window_and_event_count_metrics(stack, 
     assert patterns == [{"data": {"kind": ["order"]}}, {"eventName": ["INSERT"]}]
     assert mapping["TumblingWindowInSeconds"] == SETTINGS["tumbling_window_in_seconds"]
     assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
+
+
+def test_the_kinesis_mapping_reads_through_a_consumer_of_the_stream(stack, clients):
+    consumer = clients["kinesis"].describe_stream_consumer(
+        ConsumerARN=stack.outputs["kinesis_consumer_arn"]
+    )["ConsumerDescription"]
+    assert consumer["StreamARN"] == stack.outputs["kinesis_stream_arn"]
+    assert consumer["ConsumerName"] == f"{stack.name}-kinesis"
+    assert consumer["ConsumerStatus"] == "ACTIVE"
 
 
 def test_on_failure_bucket_is_encrypted_under_the_aws_managed_key_and_private(stack, clients):
@@ -421,6 +432,10 @@ def test_role_grants_exact_actions_on_exact_arns(stack, clients):
             "kinesis:GetRecords",
             "kinesis:GetShardIterator",
             "kinesis:ListShards",
+        },
+        out["kinesis_consumer_arn"]: {
+            "kinesis:DescribeStreamConsumer",
+            "kinesis:SubscribeToShard",
         },
         out["source_table_stream_arn"]: {
             "dynamodb:DescribeStream",

@@ -3,11 +3,24 @@
 # record age, and the on-failure destination once those run out. Optional: event filters,
 # tumbling windows and event-count metrics.
 
+# With enhanced_fan_out a Kinesis stream is read through a consumer of its own, registered
+# here; the mapping's source is then the consumer's ARN, as Lambda takes it.
+# https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-configure.html#services-kinesis-configure-efo
+resource "aws_kinesis_stream_consumer" "source" {
+  for_each = var.enhanced_fan_out ? var.kinesis_stream_arns : {}
+
+  name       = "${var.name}-${each.key}"
+  stream_arn = each.value
+}
+
 locals {
-  event_sources = {
-    kinesis  = aws_kinesis_stream.events.arn
-    dynamodb = aws_dynamodb_table.source.stream_arn
-  }
+  event_sources = merge(
+    {
+      for name, arn in var.kinesis_stream_arns :
+      name => var.enhanced_fan_out ? aws_kinesis_stream_consumer.source[name].arn : arn
+    },
+    var.dynamodb_stream_arns,
+  )
 
   # FilterCriteria and MetricsConfig as the Lambda API takes them; the blocks below are built
   # from these (and the offline adapter sets these after apply). A pattern given as an object

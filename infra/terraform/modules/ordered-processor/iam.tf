@@ -1,10 +1,10 @@
-# The function's execution role: exactly the actions the processor and its two mappings use,
-# each on the ARN of this stack's resource. Lambda polls the sources and writes on-failure
+# The function's execution role: exactly the actions the processor and its mappings use, each
+# on the ARN of the resource concerned, plus var.policy_statements for the handler's own needs. Lambda polls the sources and writes on-failure
 # records with this role (sqs:SendMessage, sns:Publish or s3:PutObject, for the chosen
-# destination only); the handler reads and writes checkpoints, writes the sink and parks
-# poison records.
+# destination only); the handler reads and writes checkpoints and parks poison records.
 # https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#events-kinesis-permissions
 # https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html#events-dynamodb-permissions
+# Statements for a kind of source only when there is one: IAM refuses an empty Resource list.
 
 resource "aws_iam_role" "processor" {
   name = "${var.name}-processor"
@@ -27,29 +27,6 @@ resource "aws_iam_role_policy" "processor" {
     Version = "2012-10-17"
     Statement = concat([
       {
-        Sid    = "ReadKinesisStream"
-        Effect = "Allow"
-        Action = [
-          "kinesis:DescribeStream",
-          "kinesis:DescribeStreamSummary",
-          "kinesis:GetRecords",
-          "kinesis:GetShardIterator",
-          "kinesis:ListShards",
-        ]
-        Resource = [aws_kinesis_stream.events.arn]
-      },
-      {
-        Sid    = "ReadDynamoDBStream"
-        Effect = "Allow"
-        Action = [
-          "dynamodb:DescribeStream",
-          "dynamodb:GetRecords",
-          "dynamodb:GetShardIterator",
-          "dynamodb:ListStreams",
-        ]
-        Resource = [aws_dynamodb_table.source.stream_arn]
-      },
-      {
         # processor/checkpoint.py: BatchGetItem to load a batch's positions, UpdateItem for
         # the conditional forward-only write, alone or as one item of TransactWriteItems
         # (authorised per item action).
@@ -57,14 +34,6 @@ resource "aws_iam_role_policy" "processor" {
         Effect   = "Allow"
         Action   = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
         Resource = [aws_dynamodb_table.checkpoints.arn]
-      },
-      {
-        # processor/handler.py (the demo app): reads a key's row, updates it in the
-        # checkpoint's transaction.
-        Sid      = "ReadWriteSink"
-        Effect   = "Allow"
-        Action   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-        Resource = [aws_dynamodb_table.sink.arn]
       },
       {
         # The handler parks poison records; Lambda itself sends on-failure records when the
@@ -83,6 +52,40 @@ resource "aws_iam_role_policy" "processor" {
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
         Resource = ["${aws_cloudwatch_log_group.processor.arn}:*"]
       },
+      ], [
+      for statement in [
+        {
+          Sid    = "ReadKinesisStreams"
+          Effect = "Allow"
+          Action = [
+            "kinesis:DescribeStream",
+            "kinesis:DescribeStreamSummary",
+            "kinesis:GetRecords",
+            "kinesis:GetShardIterator",
+            "kinesis:ListShards",
+          ]
+          Resource = values(var.kinesis_stream_arns)
+        },
+        {
+          # Through a consumer Lambda subscribes to each shard with the consumer's ARN.
+          # https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-configure.html#services-kinesis-configure-efo
+          Sid      = "ReadThroughConsumers"
+          Effect   = "Allow"
+          Action   = ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"]
+          Resource = [for consumer in aws_kinesis_stream_consumer.source : consumer.arn]
+        },
+        {
+          Sid    = "ReadDynamoDBStreams"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+          ]
+          Resource = values(var.dynamodb_stream_arns)
+        },
+      ] : statement if length(statement.Resource) > 0
       ], [
       # The on-failure topic or bucket, when chosen (destinations.tf): what Lambda needs to
       # write the on-failure record there, on that resource only.
@@ -107,6 +110,6 @@ resource "aws_iam_role_policy" "processor" {
           Resource = [for arn in aws_s3_bucket.on_failure[*].arn : "${arn}/*"]
         },
       ] : statement if length(statement.Resource) > 0
-    ])
+    ], var.policy_statements)
   })
 }

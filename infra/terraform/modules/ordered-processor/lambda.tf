@@ -11,23 +11,22 @@ resource "aws_cloudwatch_log_group" "processor" {
 resource "aws_lambda_function" "processor" {
   function_name    = local.function_name
   role             = aws_iam_role.processor.arn
-  runtime          = "python3.12"
-  handler          = "processor.handler.handler"
+  runtime          = var.runtime
+  handler          = var.handler
   filename         = var.lambda_zip
   source_code_hash = filebase64sha256(var.lambda_zip)
   memory_size      = var.memory_mb
   timeout          = var.timeout_s
 
   environment {
-    variables = {
+    variables = merge(var.environment, {
       CHECKPOINT_TABLE             = aws_dynamodb_table.checkpoints.name
-      SINK_TABLE                   = aws_dynamodb_table.sink.name
       POISON_QUEUE_URL             = aws_sqs_queue.poison.id
       MAX_ATTEMPTS                 = tostring(var.max_attempts)
       POWERTOOLS_SERVICE_NAME      = var.name
       POWERTOOLS_METRICS_NAMESPACE = "streamline"
       POWERTOOLS_LOG_LEVEL         = var.log_level
-    }
+    })
   }
 
   depends_on = [aws_cloudwatch_log_group.processor, aws_iam_role_policy.processor]
