@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The `streamline` command (streamline/cli.py), installed into the venv by `install`.
+STREAMLINE := $(VENV)/bin/streamline
 INSTALLED := $(VENV)/.installed
 
 # Fragments (mk/*.mk) add their own targets and append to TEST_PREREQS.
@@ -21,6 +23,7 @@ help:
 	@echo "make simulation - the processor under random faults, 5000 examples (SIMULATION_EXAMPLES=N)"
 	@echo "make chaos  - the pipeline under injected faults, 100000 events checked (CHAOS_ARGS=...)"
 	@echo "make infra-up / infra-down - apply / destroy the Terraform stack against AWS_ENDPOINT_URL"
+	@echo "demo, bench, chaos and infra-* run $(STREAMLINE): \`$(STREAMLINE) --help\`, docs/cli.md"
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +47,7 @@ simulation: install
 		tests/processor/test_processor_simulation.py --hypothesis-show-statistics
 
 bench: install $(BENCH_PREREQS)
-	$(PY) scripts/bench.py
+	$(STREAMLINE) bench
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .emulator

@@ -1,8 +1,8 @@
-# The chaos run (streamline/chaos/): the demo pipeline under injected faults, every event
-# checked. CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--seed 42" to replay a run, or
+# The chaos run (`streamline chaos`, streamline/chaos/): the demo pipeline under injected faults,
+# every event checked. CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--seed 42" to replay a run, or
 # CHAOS_ARGS="--quick" for the few-thousand-event run that `make test` also does.
 CHAOS_ARGS ?=
 
 .PHONY: chaos
 chaos: install esm-tools
-	$(PY) -m streamline.chaos $(CHAOS_ARGS)
+	$(STREAMLINE) chaos $(CHAOS_ARGS)

@@ -1,11 +1,12 @@
-# Terraform stack (infra/terraform/): make infra-up / make infra-down, and the Lambda zip.
+# Terraform stack (infra/terraform/): make infra-up / infra-plan / infra-down (`streamline infra
+# up|plan|down`), and the Lambda zip.
 # Against AWS_ENDPOINT_URL, or the embedded emulator when it is unset (started by infra-up,
 # stopped by infra-down). INFRA_PROVIDER=registry applies the real configuration with the
 # provider from the registry instead of the offline 3.39 adapter; INFRA_ON_AWS=1 targets AWS
 # itself with your credentials (no emulator). INFRA_VARS="batch_size=500 ..." sets Terraform
 # variables (infra/terraform/variables.tf), e.g. INFRA_VARS="on_failure_destination=s3
 # metrics_config=true tumbling_window_in_seconds=60" (values with quotes or spaces, such as
-# filter_criteria, go through `python -m streamline.infra.stack up --var NAME=JSON` instead).
+# filter_criteria, go through `streamline infra up --var NAME=JSON` instead).
 
 INFRA_PROVIDER ?= offline
 INFRA_ON_AWS ?=
@@ -23,12 +24,12 @@ $(LAMBDA_ZIP): $(LAMBDA_SOURCES) pyproject.toml streamline/infra/lambda_zip.py |
 lambda-zip: $(LAMBDA_ZIP)
 
 infra-up: install $(LAMBDA_ZIP)
-	$(PY) -m streamline.infra.stack up $(INFRA_FLAGS)
+	$(STREAMLINE) infra up $(INFRA_FLAGS)
 
 infra-plan: install $(LAMBDA_ZIP)
-	$(PY) -m streamline.infra.stack plan $(INFRA_FLAGS)
+	$(STREAMLINE) infra plan $(INFRA_FLAGS)
 
 infra-down: install $(LAMBDA_ZIP)
-	$(PY) -m streamline.infra.stack down $(INFRA_FLAGS)
+	$(STREAMLINE) infra down $(INFRA_FLAGS)
 
 TEST_PREREQS += $(LAMBDA_ZIP)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from esm.private_files import make_private_dirs
+from streamline.arguments import OneLineParser
 from streamline.emulator import EMULATOR_ENV, Emulator, emulator_client, stop_pid
 from streamline.paths import BUILD_DIR, REPO_ROOT
 from streamline.tools.kinesalite import Kinesalite
@@ -414,9 +415,7 @@ def read_fault_log(path: Path, timeline: Timeline) -> Counter:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m streamline.chaos", description=__doc__.split("\n\n")[0]
-    )
+    parser = OneLineParser(prog="python -m streamline.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, help="default 100000 (--quick: 3000)")
     parser.add_argument("--shards", type=int, default=4, help="Kinesis shards at the start")
     parser.add_argument("--seed", type=int, help="default: random, printed at the start")
