@@ -347,6 +347,11 @@ def _add_event_command(sub) -> None:
     payload.add_argument(
         "--data-file", metavar="FILE", help="one JSON payload per line, one record each"
     )
+    payload.add_argument(
+        "--model",
+        metavar="MODULE:CLASS",
+        help="payloads generated from this pydantic model (e.g. processor.handler:DemoEventModel)",
+    )
     shared.add_argument("--event-source-arn", metavar="ARN", help="the stream's ARN")
     sources = event.add_subparsers(dest="source", required=True, metavar="{kinesis,dynamodb}")
     kinesis = sources.add_parser(

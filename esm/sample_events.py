@@ -4,7 +4,8 @@ One batch from one shard, as Lambda delivers it (a batch never mixes shards): th
 built by ``processor.events``, the same builders the runner uses, so a sample has exactly the
 shape a handler gets from the runner. By default each record carries the demo app's event
 (``processor.contracts.DemoEvent``: ``{key, n, payload}``, n = 1, 2, 3... per key), so the
-output feeds the demo handler as it is.
+output feeds the demo handler as it is. ``--model MODULE:CLASS`` generates the payloads from
+a pydantic model instead (``model_payloads``), each checked by the model.
 
 - Kinesis: https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html (sample event)
 - DynamoDB Streams: https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html (sample event)
@@ -13,6 +14,7 @@ output feeds the demo handler as it is.
 from __future__ import annotations
 
 import enum
+import importlib
 import json
 import os
 import random
@@ -264,8 +266,111 @@ def check_event_source_arn(arn: str, service: str) -> str:
     return arn
 
 
-def _payloads(data: str | None, data_file: str | None, records: int | None) -> list[Any] | None:
-    """The user's payloads: `data` once per record, or one per line of `data_file`."""
+# --- payloads from a model ------------------------------------------------------------------
+
+
+def model_payloads(spec: str, count: int) -> list[Any]:
+    """`count` payloads for the pydantic model named `MODULE:CLASS` (any type pydantic
+    validates), made from its JSON schema by simple per-type rules (the smallest value the
+    bounds allow, counting up per record; enums and unions in turn) and each checked by the
+    model. SampleError when the model cannot be imported or a payload does not pass (a
+    `pattern`, say, which these rules do not follow: use --data-file then)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    module_name, colon, name = spec.partition(":")
+    if not colon or not module_name or not name:
+        raise SampleError(f"--model takes MODULE:CLASS, got {spec!r}")
+    try:
+        model = getattr(importlib.import_module(module_name), name)
+        adapter = TypeAdapter(model)
+        schema = adapter.json_schema()
+    except Exception as exc:  # an import runs the user's module: whatever it raises
+        raise SampleError(f"--model {spec}: {type(exc).__name__}: {exc}") from None
+    payloads = []
+    for index in range(count):
+        payload = _example(schema, schema.get("$defs", {}), index)
+        try:
+            adapter.validate_python(payload)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, first["loc"])) or "the payload"
+            raise SampleError(
+                f"--model {spec}: cannot generate a valid payload ({where}: {first['msg']}); "
+                "give payloads with --data-file"
+            ) from None
+        payloads.append(payload)
+    return payloads
+
+
+def _example(schema: dict, defs: dict, index: int) -> Any:
+    """A value for `schema`; `index` (the record's) varies it from record to record."""
+    if "$ref" in schema:
+        return _example(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, index)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][index % len(schema["enum"])]
+    for union in ("anyOf", "oneOf"):
+        options = [o for o in schema.get(union, ()) if o.get("type") != "null"]
+        if options:
+            return _example(options[index % len(options)], defs, index)
+    if schema.get("allOf"):
+        return _example(schema["allOf"][0], defs, index)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    return _EXAMPLES.get(kind, lambda schema, defs, index: None)(schema, defs, index)
+
+
+def _integer(schema: dict, defs: dict, index: int) -> int:
+    low = schema.get("minimum", schema.get("exclusiveMinimum", 0) + 1)
+    high = schema.get("maximum", schema.get("exclusiveMaximum", low + index + 2) - 1)
+    return min(int(low) + index, int(high))
+
+
+def _string(schema: dict, defs: dict, index: int) -> str:
+    formats = {
+        "date-time": "2024-01-01T00:00:00Z",
+        "date": "2024-01-01",
+        "uuid": f"00000000-0000-4000-8000-{index:012d}",
+        "email": f"user{index}@example.com",
+    }
+    if schema.get("format") in formats:
+        return formats[schema["format"]]
+    text = f"{schema.get('title', 'value').lower().replace(' ', '-')}-{index + 1}"
+    text = text.ljust(schema.get("minLength", 0), "x")
+    return text[: schema.get("maxLength", len(text))]
+
+
+def _array(schema: dict, defs: dict, index: int) -> list:
+    items = schema.get("items", {})
+    return [_example(items, defs, index) for _ in range(max(1, schema.get("minItems", 1)))]
+
+
+def _object(schema: dict, defs: dict, index: int) -> dict:
+    return {
+        name: _example(prop, defs, index) for name, prop in schema.get("properties", {}).items()
+    }
+
+
+_EXAMPLES: dict[str, Callable[[dict, dict, int], Any]] = {
+    "object": _object,
+    "array": _array,
+    "string": _string,
+    "integer": _integer,
+    "number": lambda schema, defs, index: float(_integer(schema, defs, index)),
+    "boolean": lambda schema, defs, index: False,
+    "null": lambda schema, defs, index: None,
+}
+
+
+def _payloads(
+    data: str | None, data_file: str | None, records: int | None, model: str | None = None
+) -> list[Any] | None:
+    """The user's payloads: `data` once per record, one per line of `data_file`, or made
+    from `model`."""
+    if model is not None:
+        return model_payloads(model, records or DEFAULT_RECORDS)
     if data is not None:
         return [parse_payload(data, "--data")] * (records or DEFAULT_RECORDS)
     if data_file is None:
@@ -294,7 +399,7 @@ _BUILDERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[Any], dict[s
 
 def build(args) -> dict[str, Any]:
     """The event the `event` command's arguments ask for; SampleError if it cannot be."""
-    payloads = _payloads(args.data, args.data_file, args.records)
+    payloads = _payloads(args.data, args.data_file, args.records, getattr(args, "model", None))
     count = len(payloads) if payloads is not None else (args.records or DEFAULT_RECORDS)
     records = sample_records(count, args.keys, payloads=payloads, poison_every=args.poison_every)
     builder, options_of = _BUILDERS[args.source]

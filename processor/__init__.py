@@ -11,11 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from processor.exceptions import ContractViolation, InvalidPayloadError
     from processor.ordering import BatchResult, OrderedProcessor, RecordHandler
     from processor.records import Record, Source, Unparseable, parse_event
 
 _EXPORTS = {
     "BatchResult": "processor.ordering",
+    "ContractViolation": "processor.exceptions",
+    "InvalidPayloadError": "processor.exceptions",
     "OrderedProcessor": "processor.ordering",
     "RecordHandler": "processor.ordering",
     "Record": "processor.records",
@@ -26,6 +29,8 @@ _EXPORTS = {
 
 __all__ = [
     "BatchResult",
+    "ContractViolation",
+    "InvalidPayloadError",
     "OrderedProcessor",
     "Record",
     "RecordHandler",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
 # --- partial batch response -------------------------------------------------------------
@@ -163,6 +164,20 @@ class OnFailureRecord(TypedDict):
 # --- the demo app's event ------------------------------------------------------------------
 
 
+class PoisonKind(StrEnum):
+    """How a deliberately failing demo event fails (load's --poison-kind)."""
+
+    HANDLER = "handler"  # marked `"poison": true`: the handler raises; parked after max_attempts
+    # Breaks the demo event's contract (`n` sent as a string): the handler's model refuses it
+    # and the processor parks it at once, as InvalidPayloadError with attempts 1.
+    CONTRACT = "contract"
+
+
+CONTRACT_VIOLATION_ERROR = "InvalidPayloadError"
+"""The poison message's `error.type` for a payload that breaks the processor's model/schema
+(`processor.exceptions.InvalidPayloadError`)."""
+
+
 @dataclass(frozen=True)
 class DemoEvent:
     """The demo app's event: n = 1, 2, 3... per key; `poison` marks a deliberate failure.
@@ -170,16 +185,20 @@ class DemoEvent:
     On Kinesis it is the record's JSON data `{"key", "n", "payload"[, "poison": true]}`; on the
     DynamoDB source table it is the item `{pk, n, payload[, poison]}`. Written by load, applied
     by the demo handler, read back from poison messages by verify and replay.
+    `breaks_contract` sends `n` as a string (`"n": "7"`, an `S` attribute on the table): a
+    wrong type the demo handler's model (processor.handler.DemoEventModel) refuses.
     """
 
     key: str
     n: int
     payload: str
     poison: bool = False
+    breaks_contract: bool = False
 
     def body(self) -> dict[str, Any]:
         """The Kinesis record's data, as JSON fields."""
-        body: dict[str, Any] = {"key": self.key, "n": self.n, "payload": self.payload}
+        n: int | str = str(self.n) if self.breaks_contract else self.n
+        body: dict[str, Any] = {"key": self.key, "n": n, "payload": self.payload}
         if self.poison:
             body["poison"] = True
         return body
@@ -191,7 +210,7 @@ class DemoEvent:
         """The source table's item, in DynamoDB's wire form."""
         item: dict[str, dict] = {
             "pk": {"S": self.key},
-            "n": {"N": str(self.n)},
+            "n": {"S" if self.breaks_contract else "N": str(self.n)},
             "payload": {"S": self.payload},
         }
         if self.poison:
@@ -203,7 +222,11 @@ class DemoEvent:
         """From a Kinesis record's parsed data; KeyError, ValueError or TypeError if it is
         not a demo event."""
         return cls(
-            str(body["key"]), int(body["n"]), str(body["payload"]), bool(body.get("poison", False))
+            str(body["key"]),
+            int(body["n"]),
+            str(body["payload"]),
+            bool(body.get("poison", False)),
+            breaks_contract=isinstance(body["n"], str),
         )
 
     @classmethod
@@ -214,4 +237,5 @@ class DemoEvent:
             int(image["n"]),
             str(image.get("payload", "")),
             bool(image.get("poison", False)),
+            breaks_contract=isinstance(image["n"], str),
         )

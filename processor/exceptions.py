@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 
 class StreamlineError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -74,3 +77,53 @@ class StateError(StreamlineError):
     It fails the record that produced it (and parks it after max_attempts), like any error of
     the user's code.
     """
+
+
+class ContractViolation(StreamlineError):
+    """The record can never succeed: park it now, without using up retries; its key goes on.
+
+    Raise it from `apply` or `fold` for a check a schema cannot express (an amount that must
+    match its line items, a currency the business does not trade). Any other exception is a
+    transient failure: retried, and parked only after `max_attempts`. The poison message's
+    `error.type` is the class raised (a subclass names itself) and `attempts` counts this one.
+    """
+
+
+class FieldError(NamedTuple):
+    """One field of a payload that breaks its contract."""
+
+    location: str  # "n", "items.0.price"; "(payload)" for the payload as a whole
+    problem: str  # what the validator says is wrong
+    given: str | None = None  # the offending input, shortened; None when there is none
+
+
+class InvalidPayloadError(ContractViolation):
+    """The payload does not match the processor's `model` or `schema` (processor/validation.py).
+
+    Raised before the user's code runs; `errors` lists the broken fields. Its message carries
+    the offending inputs, shortened, for the poison message; `summary()` leaves them out, for
+    logs (payloads are not logged above DEBUG).
+    """
+
+    MAX_LISTED = 20  # fields named in the message; the rest are counted
+
+    def __init__(self, contract: str, errors: Sequence[FieldError]) -> None:
+        self.contract = contract  # "model DemoEventModel", "JSON schema"
+        self.errors = tuple(errors)
+        super().__init__(self._describe(with_inputs=True))
+
+    def summary(self) -> str:
+        return self._describe(with_inputs=False)
+
+    def _describe(self, *, with_inputs: bool) -> str:
+        count = len(self.errors)
+        fields = "1 field" if count == 1 else f"{count} fields"
+        lines = [f"payload breaks its contract ({self.contract}): {fields}"]
+        for error in self.errors[: self.MAX_LISTED]:
+            line = f"{error.location}: {error.problem}"
+            if with_inputs and error.given is not None:
+                line += f" (given {error.given})"
+            lines.append(line)
+        if count > self.MAX_LISTED:
+            lines.append(f"... and {count - self.MAX_LISTED} more")
+        return "\n".join(lines) if with_inputs else "; ".join(lines)

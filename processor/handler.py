@@ -6,7 +6,9 @@ folds a key's events in memory and commits the state, the key's checkpoint and t
 in one transaction per key per batch, keys side by side (MAX_CONCURRENCY, default 16), so a
 redelivered record can never be applied twice. (`SinkApplier` is the same logic on the
 per-record API: a read and a transaction per record.) An event with `"poison": true` raises,
-so it is retried and then parked with its payload.
+so it is retried and then parked with its payload. The event's contract is `DemoEventModel`:
+an event that breaks it (a missing field, `n` that is not an integer) never reaches the fold;
+the processor parks it at once, with the broken fields in the poison message.
 
 The processor dedups by stream position; this handler also keeps its promise per produced
 event, which positions cannot see (`sink_action`):
@@ -37,6 +39,7 @@ from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from processor.aws import LazyClient
 from processor.checkpoint import DynamoDBCheckpointStore
@@ -64,8 +67,23 @@ def chain(previous_hex: str, payload: str) -> str:
     return hashlib.sha256(bytes.fromhex(previous_hex) + payload.encode("utf-8")).hexdigest()
 
 
+class DemoEventModel(BaseModel):
+    """The demo event's contract: Kinesis data `{key, n, payload[, poison]}`, or the source
+    table's NewImage `{pk, n, payload[, poison]}`. Strict: `"n": "7"` is not an integer."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    key: str = Field(min_length=1, validation_alias=AliasChoices("key", "pk"))
+    n: int = Field(ge=1)
+    payload: str
+    poison: bool = False
+
+
 def demo_event(record: Record) -> DemoEvent | None:
     """The event a record carries; None for a DynamoDB REMOVE (nothing to apply)."""
+    model = record.model
+    if isinstance(model, DemoEventModel):  # validated by the processor (model=DemoEventModel)
+        return DemoEvent(model.key, model.n, model.payload, model.poison)
     if record.source is Source.KINESIS:
         return DemoEvent.from_body(record.json())
     if record.event_name == "REMOVE" or record.new_image is None:
@@ -311,6 +329,7 @@ def build_processor() -> OrderedProcessor:
         keyed_state=True,
         max_concurrency=max_concurrency,
         state_effects=sink.row_update,
+        model=DemoEventModel,
     )
 
 

@@ -5,6 +5,8 @@ Rules (docs/architecture.md, "processor/ — inside one invocation"):
   batch, other keys go on;
 - a record at or below its key's checkpoint is a duplicate and is skipped;
 - a record that failed `max_attempts` times, or cannot be parsed, is parked and counts as done;
+- a record that breaks its payload contract (the processor's `model`/`schema`, or a
+  ContractViolation raised by the user's code) is parked at once: retrying cannot help;
 - the response names the lowest failed or unprocessed sequence number (Lambda retries from
   there: https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html);
 - checkpoints are flushed once per key per batch, before returning and before any re-raise;
@@ -41,7 +43,9 @@ from processor.contracts import (
     success_response,
 )
 from processor.exceptions import (
+    ContractViolation,
     EffectRejectedError,
+    InvalidPayloadError,
     RecordParseError,
     StaleCheckpointError,
     StateConflictError,
@@ -49,6 +53,7 @@ from processor.exceptions import (
 )
 from processor.poison import PoisonSink, build_poison_message, utc_now
 from processor.records import BatchItem, Position, Record, Unparseable, parse_event
+from processor.validation import payload_check, with_payload_check
 
 RecordHandler = Callable[[Record], Sequence[dict] | None]
 """The user's business logic. Raise to fail the record. Return a list of DynamoDB
@@ -355,6 +360,8 @@ class _KeyFold:
 _NO_STATE = KeyState()
 _NO_STORED_STATE = StoredState()
 _EFFECT_TYPES = (list, tuple)  # a tuple: isinstance() with a union type is slower
+# Failures that no retry can cure: the record is parked on the first one.
+_PARKED_AT_ONCE = (RecordParseError, ContractViolation)
 
 
 class OrderedProcessor:
@@ -372,7 +379,13 @@ class OrderedProcessor:
         keyed_state: bool = False,
         max_concurrency: int | None = None,
         state_effects: StateEffects | None = None,
+        model: Any = None,
+        schema: dict | None = None,
     ) -> None:
+        """`model` (a pydantic model, or any type pydantic validates) and/or `schema` (a JSON
+        Schema) describe the payload: Kinesis data as JSON, DynamoDB's NewImage. A record
+        whose payload does not match is parked at once, before `apply`/`fold` runs; the
+        others reach it with `record.model` set (processor/validation.py)."""
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if max_concurrency is None:
@@ -381,6 +394,7 @@ class OrderedProcessor:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.apply = apply
         # With keyed_state, `apply` is a StateFold: fold(record, state) -> new state.
+        self.payload_check = payload_check(model, schema)  # None: no per-record cost
         self.keyed_state = keyed_state
         self.max_concurrency = max_concurrency
         if state_effects is not None and not keyed_state:
@@ -417,19 +431,22 @@ class OrderedProcessor:
         # A store that cannot be read raises here, before anything ran: Lambda retries.
         batch = _Batch(keys, self.checkpoints.load(keys) if keys else {}, replay)
         result = BatchResult(response=success_response())
+        apply = self.apply
+        if self.payload_check is not None:  # decided once per batch, never per record
+            apply = with_payload_check(apply, self.payload_check, keyed=self.keyed_state)
         if self.keyed_state and keys:
             state_keys = {StateKey(key.event_source_arn, key.partition_key) for key in keys}
             stored = self.checkpoints.load_states(state_keys)
             for key_id, key in enumerate(keys):
                 state_key = StateKey(key.event_source_arn, key.partition_key)
                 batch.folds[key_id] = _KeyFold(
-                    self.apply, state_key, stored.get(state_key, _NO_STORED_STATE), batch, key_id
+                    apply, state_key, stored.get(state_key, _NO_STORED_STATE), batch, key_id
                 )
         try:
             if self.keyed_state or self.max_concurrency > 1:
-                self._run_by_key(items, key_ids, batch, result, deadline)
+                self._run_by_key(items, key_ids, batch, result, deadline, apply)
             else:
-                self._run_all(items, key_ids, batch, result, deadline)
+                self._run_all(items, key_ids, batch, result, deadline, apply)
         finally:
             # Flushed on success and before any re-raise (the applied records stay applied).
             self.checkpoints.save(batch.updates())
@@ -450,6 +467,7 @@ class OrderedProcessor:
         batch: _Batch,
         result: BatchResult,
         deadline: float | None,
+        apply: RecordHandler,
     ) -> None:
         """Each key's records in order, keys side by side on up to `max_concurrency` threads;
         returns once every key has finished or stopped (a key's infrastructure error is
@@ -463,7 +481,7 @@ class OrderedProcessor:
             fold = batch.folds.get(key_id)
             run = runs[key_id]
             try:
-                self._run_all(run, [key_id] * len(run), batch, key_result, deadline, fold)
+                self._run_all(run, [key_id] * len(run), batch, key_result, deadline, fold or apply)
             except BaseException as exc:
                 if fold is not None:  # the flush must not move the key past its stored state
                     self._lose_state(key_id, fold, 0, batch, None, exc)
@@ -579,10 +597,9 @@ class OrderedProcessor:
         batch: _Batch,
         result: BatchResult,
         deadline: float | None,
-        apply: RecordHandler | None = None,
+        apply: RecordHandler,
     ) -> None:
         # The per-record loop: the common path (a new record that applies) stays inline.
-        apply = apply or self.apply
         positions, dirty, blocked = batch.positions, batch.dirty, batch.blocked
         clock = self.clock
         guarded, replay = batch.guarded, batch.replay
@@ -751,7 +768,7 @@ class OrderedProcessor:
                 extra={
                     **_coordinates(item),
                     "outcome": "failed",
-                    "error": str(exc),
+                    "error": _loggable(exc),
                     "error_type": type(exc).__name__,
                 },
             )
@@ -768,8 +785,8 @@ class OrderedProcessor:
         )
         coordinates = _coordinates(item)
         # Data found invalid on first access can never succeed: parked now, like a record
-        # that could not be parsed at all.
-        if attempts >= self.max_attempts or isinstance(exc, RecordParseError):
+        # that could not be parsed at all; so is a record that breaks its contract.
+        if attempts >= self.max_attempts or isinstance(exc, _PARKED_AT_ONCE):
             self._park(
                 item,
                 key_id,
@@ -787,7 +804,7 @@ class OrderedProcessor:
                 "outcome": "failed",
                 "attempts": attempts,
                 "error_type": type(exc).__name__,
-                "error": str(exc),
+                "error": _loggable(exc),
             },
         )
         batch.record_failure(key_id, item, attempts, first_failure_at)
@@ -841,7 +858,7 @@ class OrderedProcessor:
                 "outcome": "parked",
                 "attempts": attempts,
                 "error_type": type(exc).__name__,
-                "error": str(exc),
+                "error": _loggable(exc),
                 "truncated": bool(message.get("truncated")),
             },
         )
@@ -913,6 +930,14 @@ def is_replay(event: Any) -> bool:
 
 def _first_with_sequence_number(items: Sequence[BatchItem]) -> BatchItem | None:
     return next((item for item in items if item.sequence_number is not None), None)
+
+
+def _loggable(exc: BaseException) -> str:
+    """The error as logged: an invalid payload's message without its inputs (payloads are
+    not logged above DEBUG); the poison message keeps them."""
+    if isinstance(exc, InvalidPayloadError):
+        return exc.summary()
+    return str(exc)
 
 
 def _coordinates(item: BatchItem) -> dict:

@@ -60,6 +60,18 @@ class Record:
     new_image: dict | None = field(default=None, repr=False)
     old_image: dict | None = field(default=None, repr=False)
     replay: bool = False  # delivered by a replay tool (REPLAY_MARKER), not by the stream
+    # The validated payload (processor/validation.py), read through `model`. Not set by
+    # __init__ (no default): a processor without a model or schema pays nothing for it.
+    _model: Any = field(init=False, repr=False, compare=False)
+
+    @property
+    def model(self) -> Any:
+        """The payload as the processor's `model` parsed it (with only a `schema`: the
+        validated JSON value); None without either, and for a DynamoDB REMOVE."""
+        try:
+            return self._model
+        except AttributeError:
+            return None
 
     @property
     def data(self) -> bytes:

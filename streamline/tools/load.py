@@ -7,6 +7,13 @@ stream carries an INSERT then MODIFYs in order. A manifest JSON lists every even
 its payload and, for Kinesis, its shard and sequence number) for verify.py
 (`streamline.tools.manifest.Manifest`).
 
+Poison events (--poison-fraction) fail on purpose, in one of two ways (--poison-kind,
+`processor.contracts.PoisonKind`): `handler` marks them `"poison": true`, which the demo
+handler refuses, so they are retried and parked after MAX_ATTEMPTS; `contract` sends `n` as a
+string, which breaks the demo event's model, so the processor parks them at once (attempts 1).
+`mixed` picks either, half and half. The manifest lists every poison event with
+`"poison": true`, and a contract violation with `"poisonKind": "contract"` as well.
+
 Every run has a run id, part of each key (`k-<run>-0001`): two runs against one stack never
 share a key, so their n's cannot collide in the sink. The manifest is written, marked
 incomplete, before the first event goes out, and again at the end: a load that dies leaves
@@ -40,7 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from processor.aws import Backoff, error_code, is_throttling
-from processor.contracts import DemoEvent
+from processor.contracts import DemoEvent, PoisonKind
 from processor.records import Source
 from streamline.arguments import OneLineParser, integer, number, text
 from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
@@ -77,6 +84,9 @@ MAX_PAYLOAD_SIZE = 100_000
 # refuses a mistyped count at once rather than running out of memory later.
 MAX_EVENTS = 10_000_000
 MAX_WORKERS = 64  # sender threads per source
+
+MIXED_POISON = "mixed"  # a poison event fails either way, half and half
+POISON_KINDS = (PoisonKind.HANDLER.value, PoisonKind.CONTRACT.value, MIXED_POISON)
 
 # Per-entry PutRecords errors worth re-sending; anything else (KMS access, say) is fatal.
 # Whole-request errors worth retrying are processor.aws.THROTTLING_ERRORS.
@@ -115,10 +125,21 @@ class Event:
     n: int
     payload: str
     poison: bool = False
+    poison_kind: PoisonKind = PoisonKind.HANDLER  # how a poison event fails
+
+    @property
+    def breaks_contract(self) -> bool:
+        return self.poison and self.poison_kind is PoisonKind.CONTRACT
 
     @property
     def demo(self) -> DemoEvent:
-        return DemoEvent(self.key, self.n, self.payload, self.poison)
+        return DemoEvent(
+            self.key,
+            self.n,
+            self.payload,
+            poison=self.poison and not self.breaks_contract,
+            breaks_contract=self.breaks_contract,
+        )
 
     def body(self) -> dict[str, Any]:
         return self.demo.body()
@@ -138,12 +159,17 @@ def generate_events(
     poison_fraction: float = 0.0,
     seed: int = 1,
     run_id: str | None = None,
+    poison_kind: str = POISON_KINDS[0],
 ) -> list[Event]:
     """`count` events over `keys` keys, both split evenly over `sources`, keys round-robin.
 
     The payload is random printable text; a key's events are numbered n = 1, 2, 3... in the
     order they are listed (and sent). With `run_id`, keys are `k-<run>-0001`, else `k-0001`.
+    `poison_kind` is one of POISON_KINDS: how the poison events fail (the same seed picks the
+    same events and payloads whatever the kind).
     """
+    if poison_kind not in POISON_KINDS:
+        raise ValueError(f"poison kind must be one of {', '.join(POISON_KINDS)}: {poison_kind!r}")
     if count < 0:
         raise ValueError(f"the event count cannot be negative, got {count}")
     if keys < len(sources):
@@ -161,14 +187,22 @@ def generate_events(
         else:
             names = [run_key(source, run_id, i + 1, width) for i in range(source_keys)]
         for i in range(source_count):
+            payload = "".join(rng.choices(alphabet, k=payload_size))
+            poison = rng.random() < poison_fraction
+            kind = PoisonKind.HANDLER
+            if poison and poison_kind == MIXED_POISON:
+                kind = PoisonKind.CONTRACT if rng.random() < 0.5 else PoisonKind.HANDLER
+            elif poison:
+                kind = PoisonKind(poison_kind)
             events.append(
                 Event(
                     index=len(events),
                     source=source,
                     key=names[i % source_keys],
                     n=i // source_keys + 1,
-                    payload="".join(rng.choices(alphabet, k=payload_size)),
-                    poison=rng.random() < poison_fraction,
+                    payload=payload,
+                    poison=poison,
+                    poison_kind=kind,
                 )
             )
     return events
@@ -560,6 +594,9 @@ def manifest_for(
             "payloadSha256": payload_sha256(event.payload),
             "poison": event.poison,
         }
+        if event.breaks_contract:
+            # Only then, so a manifest without contract violations reads as before.
+            row["poisonKind"] = PoisonKind.CONTRACT.value  # type: ignore[typeddict-unknown-key]
         row.update(positions.get(event.index, {}))  # type: ignore[typeddict-item]
         rows.append(row)
     return {
@@ -622,6 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=number(0, 1),
         default=0.0,
         help="share of events marked poison, from 0 to 1 (default 0)",
+    )
+    parser.add_argument(
+        "--poison-kind",
+        choices=POISON_KINDS,
+        default=POISON_KINDS[0],
+        help="how poison events fail: handler (marked poison: the handler raises; parked after "
+        "MAX_ATTEMPTS), contract (n sent as a string: breaks the event's model; parked at "
+        "once), mixed (either, half and half); default handler",
     )
     parser.add_argument(
         "--seed", type=integer(), default=1, help="seed for payloads and poison picks"
@@ -727,6 +772,7 @@ def _events(args: argparse.Namespace, sources: list[Source], run_id: str) -> lis
             args.poison_fraction,
             args.seed,
             run_id=run_id,
+            poison_kind=args.poison_kind,
         )
     except ValueError as exc:
         raise CannotStart(str(exc)) from exc
@@ -857,9 +903,11 @@ def _sent_line(
             f"{stats.throttled} throttled)"
         )
     poison = sum(e.poison for e in events)
+    violations = sum(e.breaks_contract for e in events)
+    kinds = f" ({violations} breaking the event's contract)" if violations else ""
     return (
         f"sent {len(events)} events over {keys_sent} keys in {elapsed_s:.1f}s: "
-        f"{', '.join(parts)}; {poison} poison"
+        f"{', '.join(parts)}; {poison} poison{kinds}"
     )
 
 

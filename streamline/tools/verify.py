@@ -12,6 +12,10 @@ payload or have been applied by a replay. Then, per key:
 - sink count above it: events applied more than once by the pipeline (duplicated);
 - equal count but another hash (or last_n): applied out of order;
 - a parked event that is not poison, or parked without its payload: an unexpected park;
+- a poison event sent breaking the event's contract (manifest `"poisonKind": "contract"`)
+  must be parked as a contract violation (`InvalidPayloadError`) on its first attempt:
+  parked otherwise (after retries, with another error) it is an unexpected park too, and so
+  is any other event parked as a contract violation;
 - a replayed event that was never sent, or with another payload: an unexpected replay;
 - a sink row or poison message of this run's keys that the manifest does not list.
 
@@ -49,7 +53,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from processor.contracts import DemoEvent, PoisonMessage
+from processor.contracts import CONTRACT_VIOLATION_ERROR, DemoEvent, PoisonKind, PoisonMessage
 from streamline.arguments import OneLineParser, number, text
 from streamline.tools.interrupts import Interrupted, interruption, interrupts_raised
 from streamline.tools.manifest import (
@@ -114,7 +118,12 @@ class SentEvent:
     key: str
     n: int
     payload: str
-    poison: bool
+    poison: bool  # meant for the poison queue, whichever way it fails
+    poison_kind: PoisonKind = PoisonKind.HANDLER
+
+    @property
+    def breaks_contract(self) -> bool:
+        return self.poison and self.poison_kind is PoisonKind.CONTRACT
 
 
 @dataclass(frozen=True)
@@ -140,13 +149,30 @@ class ParkedEvent:
     error_type: str
     problem: str | None = None  # why the event could not be read back from the message
     position: str | None = None  # "sequence number:sub-sequence number" on the stream
+    attempts: int | None = None  # the message's `attempts`
+
+    @property
+    def as_contract_violation(self) -> bool:
+        """Parked at once for breaking the payload's contract, as the processor does."""
+        return self.error_type == CONTRACT_VIOLATION_ERROR and self.attempts == 1
 
 
 def sent_events(manifest: Manifest) -> list[SentEvent]:
+    """The manifest's events (ManifestError for a poison kind this verify does not know)."""
     return [
-        SentEvent(e["source"], e["key"], e["n"], e["payload"], e["poison"])
+        SentEvent(e["source"], e["key"], e["n"], e["payload"], e["poison"], _poison_kind(e))
         for e in manifest["events"]
     ]
+
+
+def _poison_kind(event: dict) -> PoisonKind:
+    value = event.get("poisonKind", PoisonKind.HANDLER.value)  # absent: load before contracts
+    try:
+        return PoisonKind(value)
+    except ValueError:
+        raise ManifestError(
+            f"event {event['key']} n={event['n']}: unknown poisonKind {value!r}"
+        ) from None
 
 
 def load_manifest(path: Path) -> list[SentEvent]:
@@ -168,6 +194,8 @@ def parked_event(message_id: str, body: str) -> ParkedEvent:
             message_id, "?", None, None, None, False, "?", f"not a poison message: {exc}"
         )
     position = f"{message.get('sequenceNumber')}:{message.get('subSequenceNumber', 0)}"
+    attempts = message.get("attempts")
+    attempts = attempts if type(attempts) is int else None
     unread = ParkedEvent(
         message_id,
         source,
@@ -177,6 +205,7 @@ def parked_event(message_id: str, body: str) -> ParkedEvent:
         False,
         error_type,
         position=position,
+        attempts=attempts,
     )
     if message.get("truncated"):
         return _with_problem(unread, "parked without payload (truncated)")
@@ -193,6 +222,7 @@ def parked_event(message_id: str, body: str) -> ParkedEvent:
         event.poison,
         error_type,
         position=position,
+        attempts=attempts,
     )
 
 
@@ -217,6 +247,7 @@ def _with_problem(event: ParkedEvent, problem: str) -> ParkedEvent:
         event.error_type,
         problem,
         event.position,
+        event.attempts,
     )
 
 
@@ -234,6 +265,7 @@ class Report:
     # retried after its answer was lost, or a crash between the send and the checkpoint).
     # Not a failure: nothing was applied twice, and replay.py applies the record once.
     parked_again: int = 0
+    contract_violations: int = 0  # of `parked`: parked at once for breaking the contract
     out_of_order: int = 0  # keys
     unexpectedly_parked: int = 0
     unexpectedly_replayed: int = 0
@@ -284,6 +316,8 @@ class Report:
         )
         if self.parked_again:
             line += f", {self.parked_again} poison messages sent twice"
+        if self.contract_violations:
+            line += f"; {self.contract_violations} of the parked broke the event's contract"
 
         if self.ok or self.drained:
             return line
@@ -436,9 +470,22 @@ def _assess_parked(
             parked_at[event.n] = event.position
             report.unexpectedly_parked += 1
             report.details.append(f"parked but not poison: {where}")
+        elif original.breaks_contract != event.as_contract_violation:
+            parked_at[event.n] = event.position
+            report.unexpectedly_parked += 1
+            if original.breaks_contract:
+                report.details.append(
+                    f"breaks the event's contract but was parked after {event.attempts} "
+                    f"attempt(s), not at once as {CONTRACT_VIOLATION_ERROR}: {where}"
+                )
+            else:
+                report.details.append(
+                    f"keeps the event's contract but was parked as if not: {where}"
+                )
         else:
             parked_at[event.n] = event.position
             report.parked += 1
+            report.contract_violations += original.breaks_contract
     return parked_at
 
 
@@ -657,6 +704,7 @@ def _verify(args: argparse.Namespace, session: Any) -> int:
     try:
         stack = resolve_stack(args, *keys)
         manifest = read_manifest(Path(args.manifest))
+        events = sent_events(manifest)
     except (StackFileError, ManifestError) as exc:
         raise CannotCheck(str(exc)) from exc
     if not stack["sink_table_name"] or not stack["poison_queue_url"]:
@@ -670,7 +718,6 @@ def _verify(args: argparse.Namespace, session: Any) -> int:
             f"manifest {args.manifest} is for sink table {loaded_into}, not "
             f"{stack['sink_table_name']}: pass the stack that load.py used"
         )
-    events = sent_events(manifest)
     try:
         if session is None:
             import boto3

@@ -236,3 +236,24 @@ def test_event_piped_into_invoke_reaches_the_handler(tmp_path):
     second = "49590338271490256608559692540925702759324208523137515618"
     assert failures[-1] == {"itemIdentifier": second}
     assert f"batchItemFailures names {second} (the lowest of the 2 named)" in consume.stderr
+
+
+@pytest.mark.parametrize("source", ["kinesis", "dynamodb"])
+def test_model_generates_payloads_the_model_accepts(source, capsys):
+    from processor.handler import DemoEventModel
+
+    # Given the demo's model, When an event is generated from it
+    event = _event(capsys, source, "--records", "4", "--model", "processor.handler:DemoEventModel")
+
+    # Then every record's payload validates against the model
+    records = _records(event)
+    assert len(records) == 4
+    for record in records:
+        payload = record.json() if source == "kinesis" else record.new_image
+        DemoEventModel.model_validate(payload)
+
+
+def test_a_model_that_cannot_be_imported_is_one_line_and_exit_2(capsys):
+    assert main(["event", "kinesis", "--model", "no_such_module:Thing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_module" in err[0]

@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
+from pydantic import BaseModel, Field, StrictInt
+
 from processor import OrderedProcessor
 from processor.checkpoint import MemoryCheckpointStore
 from processor.contracts import REPLAY_MARKER, REPLAY_SUB_SEQUENCE_NUMBER, replay_record_id
@@ -34,6 +36,19 @@ class Fate(Enum):
     OK = "ok"
     TRANSIENT = "transient"  # fails a few times, then applies
     POISON = "poison"  # fails until the user fixes the bug
+    # Its payload breaks the processor's model (`Versioned`): parked before the application
+    # sees it, on the first try, and never applied (a replay finds it as broken as ever).
+    CONTRACT = "contract"
+
+
+class Versioned(BaseModel):
+    """The contract of the simulated payloads, when a scenario validates them: `"v": 1`."""
+
+    v: StrictInt = Field(ge=1, le=1)
+
+
+CONTRACT_VERSION = {"v": 1}  # in a payload that keeps the contract
+BROKEN_VERSION = {"v": "1"}  # in one that breaks it (a string where an integer belongs)
 
 
 @dataclass
@@ -165,6 +180,7 @@ class Application:
         record.data  # noqa: B018 (data that is not base64 raises here, on first access)
         user = self.users[record.position]
         assert record.partition_key == user.key, (record.partition_key, user.key)
+        assert user.fate is not Fate.CONTRACT, f"a broken payload reached the application: {user}"
         if user.fate is Fate.POISON and not self.fixed:
             raise ValueError(f"poison record {record.position}")
         if user.failures_left > 0:
@@ -238,6 +254,7 @@ class Simulation:
         transactional: bool,
         max_attempts: int,
         keyed: bool = False,
+        model: type[BaseModel] | None = None,
     ):
         self.stream = stream
         self.faults = faults
@@ -259,6 +276,7 @@ class Simulation:
             logger=QuietLogger(),
             keyed_state=keyed,
             max_concurrency=1,  # threads would make the seeded faults land differently
+            model=model,
         )
         self.outcome = Outcome()
         self.max_invocations = 40 * len(stream) + 200

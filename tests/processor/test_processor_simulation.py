@@ -3,10 +3,12 @@
 For plain and KPL Kinesis records and for DynamoDB records (composite and binary keys, REMOVE
 events, malformed images), through partial failures, function errors with and without
 bisect, retries that run out, duplicate and stale deliveries, the time budget and a failing
-checkpoint store, then the user's replays of both queues. Per key it checks what a user is
-promised: every effect once, in order; every poison record parked with its payload; no shard
-stuck; a full redelivery of the drained stream changes nothing; and a replay deletes only
-what was applied.
+checkpoint store, then the user's replays of both queues. Half the scenarios validate the
+payloads against a model, with random records that break it. Per key it checks what a user is
+promised: every effect once, in order; every poison record parked with its payload; a record
+that breaks the contract parked at once, never seen by the application; no shard stuck; a
+full redelivery of the drained stream changes nothing; and a replay deletes only what was
+applied.
 
 The example budget is fixed for `make test`; `SIMULATION_EXAMPLES=5000 make simulation` runs
 a larger one.
@@ -22,13 +24,17 @@ from collections import Counter, defaultdict
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from stream_simulation import (
+    BROKEN_VERSION,
+    CONTRACT_VERSION,
     Fate,
     Faults,
     Simulation,
     StreamRecord,
     UserRecord,
+    Versioned,
 )
 
+from processor.contracts import replay_record_id
 from processor.records import serialise_key
 from processor.testing import dynamodb_record, kinesis_record, kinesis_record_raw, kpl_aggregate
 
@@ -44,16 +50,24 @@ SIMULATION = settings(
 # Sequence numbers start where their decimal length changes, so string order would be wrong.
 STARTS = [1, 8, 95, 998, 10**20 - 3, 49_590_338_271_490_256_608_559_692_538_361_571_095_921]
 
-fates = st.one_of(
-    st.just((Fate.OK, 0)),
-    st.just((Fate.OK, 0)),
-    st.tuples(st.just(Fate.TRANSIENT), st.integers(1, 3)),
-    st.just((Fate.POISON, 0)),
-)
+
+def fates(contract: bool) -> st.SearchStrategy:
+    """A user record's fate; with a contract, its payload may break it."""
+    fate = st.one_of(
+        st.just((Fate.OK, 0)),
+        st.just((Fate.OK, 0)),
+        st.tuples(st.just(Fate.TRANSIENT), st.integers(1, 3)),
+        st.just((Fate.POISON, 0)),
+    )
+    return st.one_of(fate, st.just((Fate.CONTRACT, 0))) if contract else fate
+
+
+def version(fate: Fate) -> dict:
+    return BROKEN_VERSION if fate is Fate.CONTRACT else CONTRACT_VERSION
 
 
 @st.composite
-def kinesis_stream(draw) -> list[StreamRecord]:
+def kinesis_stream(draw, contract: bool) -> list[StreamRecord]:
     keys = draw(st.lists(st.sampled_from("abcdef"), min_size=1, max_size=4, unique=True))
     sequence = draw(st.sampled_from(STARTS))
     stream = []
@@ -62,18 +76,24 @@ def kinesis_stream(draw) -> list[StreamRecord]:
         kind = draw(st.sampled_from(["plain", "plain", "plain", "kpl", "bad-base64", "bad-kpl"]))
         key = draw(st.sampled_from(keys))
         if kind == "plain":
-            fate, failures = draw(fates)
+            fate, failures = draw(fates(contract))
             user = UserRecord(key, (sequence, 0), fate, failures)
-            raw = kinesis_record(key, sequence, {"key": key, "seq": sequence})
+            raw = kinesis_record(key, sequence, {"key": key, "seq": sequence, **version(fate)})
             stream.append(StreamRecord(raw, sequence, [user], key))
         elif kind == "kpl":
             subs = draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4))
             users = []
             for sub, sub_key in enumerate(subs):
-                fate, failures = draw(fates)
+                fate, failures = draw(fates(contract))
                 users.append(UserRecord(sub_key, (sequence, sub), fate, failures))
             aggregate = kpl_aggregate(
-                [(u.key, json.dumps({"key": u.key, "sub": u.position}).encode()) for u in users]
+                [
+                    (
+                        u.key,
+                        json.dumps({"key": u.key, "sub": u.position, **version(u.fate)}).encode(),
+                    )
+                    for u in users
+                ]
             )
             raw = kinesis_record(subs[0], sequence, aggregate)
             stream.append(StreamRecord(raw, sequence, users, subs[0]))
@@ -90,7 +110,7 @@ def kinesis_stream(draw) -> list[StreamRecord]:
 
 
 @st.composite
-def dynamodb_stream(draw) -> list[StreamRecord]:
+def dynamodb_stream(draw, contract: bool) -> list[StreamRecord]:
     items = draw(
         st.lists(
             st.tuples(
@@ -110,7 +130,13 @@ def dynamodb_stream(draw) -> list[StreamRecord]:
         pk, sk = draw(st.sampled_from(items))
         keys = {"pk": pk, "sk": sk}
         key = serialise_key(keys)
-        image = {**keys, "seq": str(sequence), "blob": b"\x00" + bytes([sequence % 256])}
+        fate, failures = draw(fates(contract))
+        image = {
+            **keys,
+            "seq": str(sequence),
+            "blob": b"\x00" + bytes([sequence % 256]),
+            **version(fate),
+        }
         if draw(st.booleans()):
             image["tags"] = {b"x", b"y"}
         if not exists[(pk, sk)]:
@@ -125,7 +151,8 @@ def dynamodb_stream(draw) -> list[StreamRecord]:
             raw["dynamodb"]["NewImage"]["seq"] = {"BOGUS": "1"}  # a malformed image
             stream.append(StreamRecord(raw, sequence, [], key))
             continue
-        fate, failures = draw(fates)
+        if event_name == "REMOVE" and fate is Fate.CONTRACT:
+            fate = Fate.OK  # a REMOVE has no NewImage: nothing of it is validated
         stream.append(
             StreamRecord(raw, sequence, [UserRecord(key, (sequence, 0), fate, failures)], key)
         )
@@ -147,7 +174,12 @@ def faults(draw, transactional: bool) -> Faults:
 
 
 scenarios = st.tuples(
-    st.one_of(kinesis_stream(), dynamodb_stream()),
+    # with or without a payload contract (a model), and records that break it
+    st.booleans().flatmap(
+        lambda contract: st.one_of(kinesis_stream(contract), dynamodb_stream(contract)).map(
+            lambda stream: (stream, contract)
+        )
+    ),
     # plain side effects, transactional effects, or keyed state (a fold, with the effects)
     st.sampled_from(["plain", "transactional", "keyed"]),
     st.integers(1, 4),  # max_attempts
@@ -159,7 +191,7 @@ scenarios = st.tuples(
 )
 
 
-def _run(stream, mode, max_attempts, rng, fault_plan) -> Simulation:
+def _run(stream, mode, max_attempts, rng, fault_plan, contract) -> Simulation:
     if mode == "plain":
         # Plain side effects are at-least-once when a checkpoint write is lost after the
         # effect; exactly-once is promised only with transaction items. Plain runs keep the
@@ -173,6 +205,7 @@ def _run(stream, mode, max_attempts, rng, fault_plan) -> Simulation:
         transactional=mode == "transactional",
         keyed=mode == "keyed",
         max_attempts=max_attempts,
+        model=Versioned if contract else None,
     )
     simulation.drain()
     return simulation
@@ -181,8 +214,8 @@ def _run(stream, mode, max_attempts, rng, fault_plan) -> Simulation:
 @SIMULATION
 @given(scenarios)
 def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stuck(scenario):
-    stream, mode, max_attempts, rng, fault_plan = scenario
-    simulation = _run(stream, mode, max_attempts, rng, fault_plan)
+    (stream, contract), mode, max_attempts, rng, fault_plan = scenario
+    simulation = _run(stream, mode, max_attempts, rng, fault_plan, contract)
     assert simulation.outcome.drained  # no shard stuck (the invocation bound holds)
 
     _label(simulation, stream)
@@ -218,19 +251,27 @@ def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stu
             by_key[key].append(position)
     for key, positions in by_key.items():
         assert positions == sorted(positions), key
-    # A record that parses is never parked as unparseable.
+    # A record that parses is never parked as unparseable; one that breaks the contract is
+    # parked as such on its first try (no retry can help it), and nothing else is.
     parseable = {user.position for user in users}
+    broken = {user.position for user in users if user.fate is Fate.CONTRACT}
     for message in map(json.loads, simulation.poison.messages):
         position = (int(message["sequenceNumber"]), message["subSequenceNumber"])
-        if position in parseable:
+        if position in broken:
+            assert message["error"]["type"] == "InvalidPayloadError", message["error"]
+            assert message["attempts"] == 1, message
+        elif position in parseable:
             assert message["error"]["type"] in ("ValueError", "RuntimeError"), message["error"]
     # Replay keeps a message only when it must: a record that cannot parse and was never
-    # parked, or records behind their key after a function error (nobody can tell).
+    # parked, a record that still breaks the contract, or records behind their key after a
+    # function error (nobody can tell).
+    broken_ids = {replay_record_id(str(p[0]), p[1]) for p in broken}
     for message in simulation.outcome.kept_messages:
         if message.poison:
-            assert not set(message.positions) & parseable, message
+            assert not set(message.positions) & (parseable - broken), message
         elif message.function_error is None:
-            assert message.report["unparseable"], message
+            assert message.report["unparseable"] or set(message.report["failed"]) & broken_ids
+            assert set(message.report["failed"]) <= broken_ids, message
     # Poison records and unparseable ones: parked with their payload, once (a lost answer
     # from a checkpoint write can park a record twice; replay then applies it once).
     for user in users:
@@ -242,6 +283,13 @@ def test_every_record_takes_effect_once_in_order_or_is_parked_and_nothing_is_stu
         index = stream.index(record)
         assert parked >= 1 or index in given_up, record.raw
         assert parked <= 1 or write_faults, record.raw
+    for index, record in enumerate(stream):
+        for user in record.users:
+            if user.fate is Fate.CONTRACT:
+                parked = parked_before_replay[user.position]
+                assert parked >= 1 or index in given_up, user
+                assert parked <= 1 or write_faults, user
+                assert counts[user.position] == 0, user  # never applied, not even by a replay
     for message in map(json.loads, simulation.poison.messages):
         record = next(r for r in stream if r.sequence_number == int(message["sequenceNumber"]))
         # Parked under its own key, parseable or not: the key its item's other records have.
@@ -294,6 +342,8 @@ def _label(simulation: Simulation, stream: list[StreamRecord]) -> None:
         event("KPL aggregates")
     if any(not record.users for record in stream):
         event("unparseable records")
+    if any(u.fate is Fate.CONTRACT for record in stream for u in record.users):
+        event("contract violations")
     if simulation.outcome.on_failure:
         event("the ESM gave up on a batch")
     if any(f.function_error for f in simulation.outcome.on_failure):
