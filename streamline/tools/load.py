@@ -596,7 +596,7 @@ def manifest_for(
         }
         if event.breaks_contract:
             # Only then, so a manifest without contract violations reads as before.
-            row["poisonKind"] = PoisonKind.CONTRACT.value  # type: ignore[typeddict-unknown-key]
+            row["poisonKind"] = PoisonKind.CONTRACT.value
         row.update(positions.get(event.index, {}))  # type: ignore[typeddict-item]
         rows.append(row)
     return {

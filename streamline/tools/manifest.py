@@ -32,6 +32,9 @@ class ManifestEvent(TypedDict):
     payload: str
     payloadSha256: str
     poison: bool
+    # Only for a poison event sent to break the event's contract (load --poison-kind): verify
+    # then expects it parked at once as InvalidPayloadError.
+    poisonKind: NotRequired[Literal["contract"]]
     # Kinesis, once the stream accepted the event:
     shardId: NotRequired[str]
     sequenceNumber: NotRequired[str]
