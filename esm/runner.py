@@ -28,7 +28,7 @@ from esm.onfailure import destination_for
 from esm.settings import FunctionSettings, MappingSettings, StartingPosition
 from esm.shard import ShardProcessor, StartPoint, Tuning
 from esm.sources import Shard, source_for
-from esm.stats import EventCounts, ShardStats
+from esm.stats import EventCounts, ShardStats, StatusBoard
 from processor.aws import Backoff
 
 log = logging.getLogger("esm")
@@ -255,6 +255,10 @@ class Runner:
         self.stop_event = threading.Event()
         self.pool = WorkerPool(function, Path(code_dir), base_env=worker_env)
         self._progress = progress
+        # A live per-shard table on a terminal, the plain lines every interval otherwise.
+        self._status = (
+            StatusBoard(progress, self.tuning.progress_interval_s) if progress is not None else None
+        )
         self.mapping_runners = [
             MappingRunner(
                 mapping,
@@ -306,7 +310,6 @@ class Runner:
         """Run until stopped, or until every shard has been caught up for ``until_idle_s``."""
         idle_since: float | None = None
         self.pool.prewarm()
-        next_progress = time.monotonic() + self.tuning.progress_interval_s
         try:
             while not self.stop_event.is_set():
                 for runner in self.mapping_runners:
@@ -319,9 +322,8 @@ class Runner:
                             break
                     else:
                         idle_since = None
-                if self.tuning.progress_interval_s and now >= next_progress:
-                    next_progress = now + self.tuning.progress_interval_s
-                    self._print([s.progress_line(time.time()) for s in self.stats])
+                if self._status is not None and self._status.due(now):
+                    self._status.show([s.status(time.time()) for s in self.stats])
                 if self.metrics is not None and self.metrics.due():
                     self.metrics.publish(self._event_counts())
                 self.stop_event.wait(tick_s)
@@ -332,6 +334,8 @@ class Runner:
             self.pool.close()
             if self.metrics is not None:
                 self.metrics.publish(self._event_counts())
+            if self._status is not None:
+                self._status.close()
         summary = Summary([s.summary() for s in self.stats])
         self._print(summary.lines())
         failed = [shard for runner in self.mapping_runners for shard in runner.failed]

@@ -1,18 +1,30 @@
-"""Per-shard counters, the periodic progress line (records/s, IteratorAge) and the summary.
+"""Per-shard counters, the periodic status (records/s, IteratorAge) and the summary.
 
 The counters include Lambda's ``EventCount`` metrics of a stream mapping, as AWS defines them
 (``esm/metrics.py`` sends them to CloudWatch when the mapping's MetricsConfig asks for them):
 https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#event-source-mapping-metrics
+
+The status is a live table on a terminal and a plain line per shard otherwise; the plain line's
+format is read by other tools (the chaos run's IteratorAge and "finished"), so it stays as is.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from esm.onfailure import Condition
 from esm.sources import StreamRecord
+
+# A terminal's table is redrawn at least this often, whatever --progress-interval says.
+LIVE_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -170,15 +182,26 @@ class ShardStats:
                 return 0.0
             return (self.records_processed - mark_count) / (now_s - mark_s)
 
-    def progress_line(self, now_s: float) -> str:
+    def status(self, now_s: float) -> ShardStatus:
+        """What the status shows now; the rate is since the previous call."""
         rate = self.rate(now_s)
-        state = "finished" if self.finished else f"IteratorAge {self.iterator_age_ms} ms"
-        return (
-            f"[esm] {self.stream} {self.shard_id}: {self.records_processed} records "
-            f"({rate:.0f}/s), {state}, {self.invocations} invocations, "
-            f"{self.function_errors} errors, {self.retries} retries; "
-            f"{self.event_counts().describe()}"
-        )
+        counts = self.event_counts()
+        with self._lock:
+            return ShardStatus(
+                stream=self.stream,
+                shard_id=self.shard_id,
+                records=self.records_processed,
+                records_per_s=rate,
+                iterator_age_ms=self.iterator_age_ms,
+                invocations=self.invocations,
+                errors=self.function_errors,
+                retries=self.retries,
+                finished=self.finished,
+                counts=counts,
+            )
+
+    def progress_line(self, now_s: float) -> str:
+        return self.status(now_s).line()
 
     def summary(self) -> dict:
         return {
@@ -198,3 +221,106 @@ class ShardStats:
             "eventCounts": self.event_counts().as_dict(),
             "finished": self.finished,
         }
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    """One shard's status at a moment: a row of the live table, or a plain line."""
+
+    stream: str
+    shard_id: str
+    records: int
+    records_per_s: float
+    iterator_age_ms: int
+    invocations: int
+    errors: int  # function errors
+    retries: int
+    finished: bool
+    counts: EventCounts
+
+    def line(self) -> str:
+        """The plain status line; streamline/chaos/run.py parses its IteratorAge and state."""
+        state = "finished" if self.finished else f"IteratorAge {self.iterator_age_ms} ms"
+        return (
+            f"[esm] {self.stream} {self.shard_id}: {self.records} records "
+            f"({self.records_per_s:.0f}/s), {state}, {self.invocations} invocations, "
+            f"{self.errors} errors, {self.retries} retries; {self.counts.describe()}"
+        )
+
+
+def status_table(rows: Sequence[ShardStatus]) -> Table:
+    """The runner's per-shard status as a table (a terminal's live view)."""
+    table = Table(title="esm: per-shard status", title_justify="left")
+    table.add_column("stream")
+    table.add_column("shard")
+    for name in ("records", "records/s", "IteratorAge ms", "invocations", "errors", "retries"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        age = "finished" if row.finished else f"{row.iterator_age_ms:,}"
+        table.add_row(
+            row.stream,
+            row.shard_id,
+            f"{row.records:,}",
+            f"{row.records_per_s:,.0f}",
+            age,
+            f"{row.invocations:,}",
+            f"{row.errors:,}",
+            f"{row.retries:,}",
+        )
+    return table
+
+
+class StatusBoard:
+    """Shows the shards' status on `stream`: a live table redrawn in place on a terminal
+    (rich), the plain lines every `interval_s` otherwise (logs, pipes, tests). `interval_s`
+    0: nothing."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        interval_s: float,
+        *,
+        live: bool | None = None,
+        console: Console | None = None,
+    ):
+        self.stream = stream
+        self.console = console or Console(file=stream)
+        self.live = self.console.is_interactive and _isatty(stream) if live is None else live
+        self.interval_s = min(interval_s, LIVE_REFRESH_S) if self.live else interval_s
+        self._next_s = time.monotonic() + self.interval_s
+        self._live: Live | None = None
+
+    def due(self, now_s: float) -> bool:
+        """Whether to show the status at monotonic time `now_s` (and if so, from then on
+        after another interval)."""
+        if not self.interval_s or now_s < self._next_s:
+            return False
+        self._next_s = now_s + self.interval_s
+        return True
+
+    def show(self, rows: Sequence[ShardStatus]) -> None:
+        if not self.live:
+            for row in rows:
+                print(row.line(), file=self.stream, flush=True)
+            return
+        if self._live is None:
+            # The handler's logs share the terminal (the workers inherit it): redraw below them.
+            self._live = Live(console=self.console, auto_refresh=False, redirect_stderr=False)
+            self._live.start()
+        self._live.update(status_table(rows), refresh=True)
+
+    def close(self) -> None:
+        """Leaves the last table on the screen; the summary lines follow it."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _isatty(stream: TextIO) -> bool:
+    """rich counts a pipe as a terminal when FORCE_COLOR is set; the chaos run reads the
+    plain lines from a pipe even then."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
