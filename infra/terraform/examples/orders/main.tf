@@ -1,7 +1,8 @@
-# A user's own configuration: their stream, their table, their handler, and the module
-# around them. The README walks through it; `make test` runs `terraform validate` on it.
+# A user's own configuration: their stream, their handler (the README's tour writes
+# orders/handler.py), and the module around them. `make test` runs `terraform validate` on it.
 #
-#   zip -r orders.zip orders/ processor/ (plus the dependencies: see the README)
+#   python -m streamline.infra.lambda_zip --out orders.zip  # processor/ + its dependencies
+#   zip -r orders.zip orders/                               # + the handler
 #   terraform init && terraform apply
 
 terraform {
@@ -27,19 +28,6 @@ resource "aws_kinesis_stream" "orders" {
   kms_key_id       = "alias/aws/kinesis"
 }
 
-resource "aws_dynamodb_table" "customers" {
-  name             = "customers"
-  billing_mode     = "PAY_PER_REQUEST"
-  hash_key         = "id"
-  stream_enabled   = true
-  stream_view_type = "NEW_AND_OLD_IMAGES"
-
-  attribute {
-    name = "id"
-    type = "S"
-  }
-}
-
 module "orders" {
   source = "../../modules/ordered-processor"
 
@@ -47,13 +35,13 @@ module "orders" {
   lambda_zip = "${path.module}/orders.zip"
   handler    = "orders.handler.handler"
 
-  kinesis_stream_arns  = { orders = aws_kinesis_stream.orders.arn }
-  dynamodb_stream_arns = { customers = aws_dynamodb_table.customers.stream_arn }
-  enhanced_fan_out     = true
+  kinesis_stream_arns = { orders = aws_kinesis_stream.orders.arn }
+  enhanced_fan_out    = true
 
   batch_size             = 500
   parallelization_factor = 4
-  filter_criteria        = [{ data = { type = ["order"] } }]
+  # Test orders are dropped before batching: they never reach the handler.
+  filter_criteria        = [{ data = { order_id = [{ "anything-but" = { prefix = "test-" } }] } }]
   metrics_config         = true
   on_failure_destination = "sns"
 
