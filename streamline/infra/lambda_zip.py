@@ -29,7 +29,8 @@ PACKAGE_DIRS = ("processor",)
 DEFAULT_OUT = REPO_ROOT / "build" / "lambda.zip"
 DEPS_CACHE = REPO_ROOT / "build" / "lambda-deps"
 
-# The function's runtime (infra/terraform/lambda.tf): python3.12 on x86_64.
+# The function's runtime (infra/terraform/modules/ordered-processor/variables.tf, `runtime`):
+# python3.12 on x86_64.
 PIP_PLATFORM_ARGS = (
     "--platform",
     "manylinux2014_x86_64",
