@@ -31,6 +31,12 @@ class ShardCheckpointStore(Protocol):
 
     def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None: ...
 
+    def for_stream(self, version: str | None) -> bool:
+        """Bind the store to this incarnation of the stream (`KinesisSource.version`: a
+        stream deleted and created again under the same name is another stream). False when
+        the positions held belonged to another one: they are dropped, not resumed."""
+        ...
+
 
 class FileShardCheckpoints:
     """Checkpoints of one mapping in one JSON file; each save replaces it atomically
@@ -43,6 +49,7 @@ class FileShardCheckpoints:
         self.path = Path(path)
         self._fsync = fsync
         self._lock = threading.Lock()
+        self._stream_version: str | None = None
         self._checkpoints = self._read()
 
     def _read(self) -> dict[str, ShardCheckpoint]:
@@ -50,10 +57,19 @@ class FileShardCheckpoints:
             raw = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
+        self._stream_version = raw.get("streamVersion")
         return {
             shard_id: ShardCheckpoint(entry.get("sequenceNumber"), bool(entry.get("finished")))
             for shard_id, entry in raw.get("shards", {}).items()
         }
+
+    def for_stream(self, version: str | None) -> bool:
+        with self._lock:
+            same = _same_stream(self._stream_version, version)
+            if not same:
+                self._checkpoints = {}
+            self._stream_version = version or self._stream_version
+            return same
 
     def load(self) -> dict[str, ShardCheckpoint]:
         with self._lock:
@@ -63,10 +79,11 @@ class FileShardCheckpoints:
         with self._lock:
             self._checkpoints[shard_id] = checkpoint
             document = {
+                "streamVersion": self._stream_version,
                 "shards": {
                     sid: {"sequenceNumber": c.sequence_number, "finished": c.finished}
                     for sid, c in self._checkpoints.items()
-                }
+                },
             }
             # One writer per file (this lock, this process), as the helper requires.
             write_private_atomically(self.path, json.dumps(document), fsync=self._fsync)
@@ -83,6 +100,7 @@ class DynamoDBShardCheckpoints:
         self.mapping_key = mapping_key
         self.boto3_client = client
         self.boto3_session = session
+        self._stream_version: str | None = None
 
     def ensure_table(self) -> None:
         """Create the table (on-demand) unless it exists."""
@@ -105,8 +123,21 @@ class DynamoDBShardCheckpoints:
             TableName=self.table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
         )
 
+    def for_stream(self, version: str | None) -> bool:
+        self._stream_version = version
+        return len(self._items(of_this_stream=False)) == len(self._items(of_this_stream=True))
+
     def load(self) -> dict[str, ShardCheckpoint]:
+        """Positions saved for this incarnation of the stream (or before versions were kept)."""
         checkpoints = {}
+        for item in self._items(of_this_stream=True):
+            sequence_number = item.get("sequenceNumber", {}).get("S")
+            finished = item.get("finished", {}).get("BOOL", False)
+            checkpoints[item["shardId"]["S"]] = ShardCheckpoint(sequence_number, finished)
+        return checkpoints
+
+    def _items(self, of_this_stream: bool) -> list[dict]:
+        items = []
         paginator = self.client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self.table_name,
@@ -116,10 +147,10 @@ class DynamoDBShardCheckpoints:
             ConsistentRead=True,
         ):
             for item in page["Items"]:
-                sequence_number = item.get("sequenceNumber", {}).get("S")
-                finished = item.get("finished", {}).get("BOOL", False)
-                checkpoints[item["shardId"]["S"]] = ShardCheckpoint(sequence_number, finished)
-        return checkpoints
+                saved_for = item.get("streamVersion", {}).get("S")
+                if not of_this_stream or _same_stream(saved_for, self._stream_version):
+                    items.append(item)
+        return items
 
     def save(self, shard_id: str, checkpoint: ShardCheckpoint) -> None:
         item = {
@@ -129,4 +160,11 @@ class DynamoDBShardCheckpoints:
         }
         if checkpoint.sequence_number is not None:
             item["sequenceNumber"] = {"S": checkpoint.sequence_number}
+        if self._stream_version is not None:
+            item["streamVersion"] = {"S": self._stream_version}
         self.client.put_item(TableName=self.table_name, Item=item)
+
+
+def _same_stream(saved_for: str | None, version: str | None) -> bool:
+    """Positions saved before versions were kept, or for a source without one, are resumed."""
+    return None in (saved_for, version) or saved_for == version

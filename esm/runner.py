@@ -109,9 +109,16 @@ class MappingRunner:
         )
 
     def _discover(self) -> None:
+        first_listing = self._launched_fresh is None
+        if first_listing and not self._store.for_stream(self.source.version()):
+            log.warning(
+                "%s: the saved shard positions belong to an earlier stream of the same name "
+                "(deleted and created again); starting at %s instead",
+                self.source.stream_arn,
+                self.mapping.starting_position.value,
+            )
         shards = self.source.list_shards()
         checkpoints = self._store.load()
-        first_listing = self._launched_fresh is None
         if first_listing:
             self._launched_fresh = not checkpoints
         listed = {s.shard_id for s in shards}

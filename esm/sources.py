@@ -121,6 +121,14 @@ class KinesisSource:
         self.client = client
         self._function = function
 
+    def version(self) -> str | None:
+        """Which incarnation of the stream this is: its creation time. A stream deleted and
+        created again under the same name has the same ARN, and sequence numbers that start
+        again (moto's from 1), so positions saved for the old one must not be resumed."""
+        summary = self.client.describe_stream_summary(StreamName=self.stream_name)
+        created = summary["StreamDescriptionSummary"].get("StreamCreationTimestamp")
+        return None if created is None else f"{_epoch_s(created):.3f}"
+
     def list_shards(self) -> list[Shard]:
         shards, token = [], None
         while True:
@@ -228,6 +236,10 @@ class DynamoDBStreamSource:
         self.region = parse_arn(stream_arn).region
         self.client = client
         self._function = function
+
+    def version(self) -> str | None:
+        """None: a table's new stream has an ARN of its own (its label is its creation time)."""
+        return None
 
     def list_shards(self) -> list[Shard]:
         shards, start = [], None
