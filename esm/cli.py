@@ -352,6 +352,12 @@ def _add_event_command(sub) -> None:
         metavar="MODULE:CLASS",
         help="payloads generated from this pydantic model (e.g. processor.handler:DemoEventModel)",
     )
+    shared.add_argument(
+        "--code-dir",
+        type=Path,
+        default=Path("."),
+        help="where --model's module is imported from (default: the current directory)",
+    )
     shared.add_argument("--event-source-arn", metavar="ARN", help="the stream's ARN")
     sources = event.add_subparsers(dest="source", required=True, metavar="{kinesis,dynamodb}")
     kinesis = sources.add_parser(

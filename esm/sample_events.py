@@ -13,6 +13,7 @@ a pydantic model instead (``model_payloads``), each checked by the model.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import json
@@ -21,9 +22,10 @@ import random
 import string
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
@@ -269,19 +271,22 @@ def check_event_source_arn(arn: str, service: str) -> str:
 # --- payloads from a model ------------------------------------------------------------------
 
 
-def model_payloads(spec: str, count: int) -> list[Any]:
+def model_payloads(spec: str, count: int, code_dir: Path | None = None) -> list[Any]:
     """`count` payloads for the pydantic model named `MODULE:CLASS` (any type pydantic
     validates), made from its JSON schema by simple per-type rules (the smallest value the
     bounds allow, counting up per record; enums and unions in turn) and each checked by the
     model. SampleError when the model cannot be imported or a payload does not pass (a
-    `pattern`, say, which these rules do not follow: use --data-file then)."""
+    `pattern`, say, which these rules do not follow: use --data-file then). The module is
+    imported from `code_dir` first, as `run` and `invoke` import the handler (a console
+    script's path does not hold the current directory)."""
     from pydantic import TypeAdapter, ValidationError
 
     module_name, colon, name = spec.partition(":")
     if not colon or not module_name or not name:
         raise SampleError(f"--model takes MODULE:CLASS, got {spec!r}")
     try:
-        model = getattr(importlib.import_module(module_name), name)
+        with _importable_from(code_dir):
+            model = getattr(importlib.import_module(module_name), name)
         adapter = TypeAdapter(model)
         schema = adapter.json_schema()
     except Exception as exc:  # an import runs the user's module: whatever it raises
@@ -364,13 +369,32 @@ _EXAMPLES: dict[str, Callable[[dict, dict, int], Any]] = {
 }
 
 
+@contextlib.contextmanager
+def _importable_from(code_dir: Path | None) -> Iterator[None]:
+    """Modules under `code_dir` importable while inside (first on the path, as PYTHONPATH
+    puts a handler's code directory for the runner's workers)."""
+    if code_dir is None:
+        yield
+        return
+    entry = str(code_dir.resolve())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
+
+
 def _payloads(
-    data: str | None, data_file: str | None, records: int | None, model: str | None = None
+    data: str | None,
+    data_file: str | None,
+    records: int | None,
+    model: str | None = None,
+    code_dir: Path | None = None,
 ) -> list[Any] | None:
     """The user's payloads: `data` once per record, one per line of `data_file`, or made
     from `model`."""
     if model is not None:
-        return model_payloads(model, records or DEFAULT_RECORDS)
+        return model_payloads(model, records or DEFAULT_RECORDS, code_dir)
     if data is not None:
         return [parse_payload(data, "--data")] * (records or DEFAULT_RECORDS)
     if data_file is None:
@@ -399,7 +423,13 @@ _BUILDERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[Any], dict[s
 
 def build(args) -> dict[str, Any]:
     """The event the `event` command's arguments ask for; SampleError if it cannot be."""
-    payloads = _payloads(args.data, args.data_file, args.records, getattr(args, "model", None))
+    payloads = _payloads(
+        args.data,
+        args.data_file,
+        args.records,
+        getattr(args, "model", None),
+        getattr(args, "code_dir", None),
+    )
     count = len(payloads) if payloads is not None else (args.records or DEFAULT_RECORDS)
     records = sample_records(count, args.keys, payloads=payloads, poison_every=args.poison_every)
     builder, options_of = _BUILDERS[args.source]

@@ -257,3 +257,31 @@ def test_a_model_that_cannot_be_imported_is_one_line_and_exit_2(capsys):
     assert main(["event", "kinesis", "--model", "no_such_module:Thing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_module" in err[0]
+
+
+def test_model_is_imported_from_the_code_dir_the_current_directory_by_default(
+    tmp_path, monkeypatch, capsys
+):
+    # Given a model in the user's own package, outside the repository
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "events.py").write_text(
+        "from pydantic import BaseModel\n\n\nclass Order(BaseModel):\n"
+        "    order_id: str\n    amount_cents: int\n"
+    )
+
+    # When the event is generated from there, or from elsewhere with --code-dir
+    monkeypatch.chdir(tmp_path)
+    here = _event(capsys, "kinesis", "--records", "2", "--model", "shop.events:Order")
+    for name in ("shop", "shop.events"):  # imported afresh below
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.chdir(tmp_path.parent)
+    there = _event(
+        capsys, "kinesis", "--records", "2", "--model", "shop.events:Order",
+        "--code-dir", str(tmp_path),
+    )  # fmt: skip
+
+    # Then both carry payloads of the model, and the path is as it was
+    for event in (here, there):
+        assert [set(r.json()) for r in _records(event)] == [{"order_id", "amount_cents"}] * 2
+    assert str(tmp_path) not in sys.path
