@@ -5,9 +5,11 @@ that has an event source mapping, and after a failed run it empties the table's 
 ESM runner is the one that invokes, so `serve` switches both hooks off before moto starts;
 mappings created by Terraform can stay in place.
 
-    python scripts/emulator.py start   # prints the endpoint, writes .emulator/state.json
-    python scripts/emulator.py stop    # stops the process recorded there
-    python scripts/emulator.py env     # prints `export AWS_...` lines for a shell
+    streamline emulator start   # prints the endpoint, writes .emulator/state.json
+    streamline emulator stop    # stops the process recorded there
+    streamline emulator env     # prints `export AWS_...` lines for a shell
+
+(`python scripts/emulator.py start|stop|env`, the older spelling, does the same.)
 """
 
 from __future__ import annotations
@@ -331,7 +333,7 @@ def read_state(state_file: Path) -> dict[str, Any]:
         state_file,
         StateFileError,
         "state file",
-        missing=f"no emulator recorded in {state_file}: run `python scripts/emulator.py start`",
+        missing=f"no emulator recorded in {state_file}: run `streamline emulator start`",
         not_json="; remove it once no emulator runs",
     )
     pid = state.get("pid") if isinstance(state, dict) else None

@@ -159,7 +159,7 @@ def start_embedded_emulator() -> str:
 def stop_embedded_emulator() -> None:
     out = subprocess.run([sys.executable, "-m", "streamline.emulator", "stop"])
     if out.returncode != 0:
-        raise CannotRun("the embedded emulator did not stop: `python scripts/emulator.py stop`")
+        raise CannotRun("the embedded emulator did not stop: `streamline emulator stop`")
 
 
 def check_reachable(endpoint: str, timeout_s: float = 5.0) -> None:
