@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import importlib.util
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,22 @@ class Command:
     entry: str
     summary: str
     examples: tuple[str, ...]
+    # What the command needs besides the package: a checkout of the repository (its Makefile,
+    # Terraform, tools) and importable modules (the dev dependencies: `make install`).
+    needs_checkout: bool = False
+    needs_modules: tuple[str, ...] = ()
+
+    def missing(self) -> str | None:
+        """Why this command cannot run on this installation (one line), or None."""
+        if self.needs_checkout and not (REPO_ROOT / "Makefile").is_file():
+            return (
+                f"needs a checkout of the repository ({REPO_ROOT} is an installed copy): "
+                "clone it and run `make install`, or `make demo` there"
+            )
+        absent = [name for name in self.needs_modules if importlib.util.find_spec(name) is None]
+        if absent:
+            return f"needs {', '.join(absent)}, a dev dependency: run `make install` in a checkout"
+        return None
 
     def run(self, argv: list[str]) -> int:
         module_name, _, function_name = self.entry.partition(":")
@@ -45,6 +62,8 @@ COMMANDS: dict[str, Command] = {
         "streamline.demo:main",
         "the whole pipeline on the embedded emulator: up, run, load, verify, down",
         ("streamline demo", "streamline demo --count 5000 --aggregate --keep"),
+        needs_checkout=True,
+        needs_modules=("moto",),
     ),
     "esm": Command(
         "esm.cli:main",
@@ -84,16 +103,21 @@ COMMANDS: dict[str, Command] = {
             "streamline infra plan --var batch_size=500",
             "streamline infra down",
         ),
+        needs_checkout=True,
     ),
     "bench": Command(
         "streamline.bench:main",
         "the benchmarks, one JSON object per line",
         ("streamline bench", "streamline bench esm"),
+        needs_checkout=True,
+        needs_modules=("moto",),
     ),
     "chaos": Command(
         "streamline.chaos.run:main",
         "the pipeline under injected faults, every event checked",
         ("streamline chaos --quick", "streamline chaos --seed 42"),
+        needs_checkout=True,
+        needs_modules=("moto", "matplotlib"),
     ),
     "emulator": Command(
         "streamline.emulator:main",
@@ -103,6 +127,7 @@ COMMANDS: dict[str, Command] = {
             'eval "$(streamline emulator env)"',
             "streamline emulator stop",
         ),
+        needs_modules=("moto",),
     ),
 }
 
@@ -166,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the command name here: everything after it, --help included, is the tool's.
     name = parser.parse_args(argv[:1]).command
     command = COMMANDS[name]
+    missing = command.missing()
+    if missing and not {"-h", "--help"} & set(argv[1:]):
+        print(f"{PROG} {name}: {missing}", file=sys.stderr)
+        return 2
     with shown_as(f"{PROG} {name}", command.examples):
         return command.run(argv[1:])
 

@@ -2,7 +2,8 @@
 
     python streamline/infra/lambda_zip.py --out build/lambda.zip
 
-The dependencies are the `[project].dependencies` of pyproject.toml, installed with pip for
+The dependencies are the `[project].dependencies` of pyproject.toml (less the local tools'
+own, LOCAL_TOOL_DEPENDENCIES), installed with pip for
 the Lambda runtime's platform (CPython 3.12, manylinux x86_64), not this machine's, into a
 directory cached by their hash. The zip is written with Python's zipfile (no archive
 provider offline) and is reproducible: sorted entries and fixed timestamps, so the same
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -49,8 +51,21 @@ class BuildFailed(RuntimeError):
     """The package could not be built; the message says why in one line."""
 
 
+# Dependencies of the local tools (the `streamline` command's live tables and progress bars),
+# installed by `pip install .` with the rest but not packaged for the function.
+LOCAL_TOOL_DEPENDENCIES = frozenset({"rich"})
+
+
 def runtime_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
-    return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+    """The function's dependencies: the project's, less the local tools' own."""
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    return [dep for dep in dependencies if _name(dep) not in LOCAL_TOOL_DEPENDENCIES]
+
+
+def _name(requirement: str) -> str:
+    """A requirement's distribution name, normalised (PEP 503): `Rich[jupyter]>=13` -> rich."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else requirement
 
 
 def install_dependencies(requirements: list[str], cache_dir: Path = DEPS_CACHE) -> Path:

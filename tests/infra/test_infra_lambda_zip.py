@@ -3,6 +3,7 @@ a fake project root and a fake dependency directory."""
 
 from __future__ import annotations
 
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def test_dependencies_are_the_projects_runtime_dependencies():
         for dep in lambda_zip.runtime_dependencies(REPO_ROOT / "pyproject.toml")
     }
     assert {"boto3", "aws-lambda-powertools", "aws-kinesis-agg"} <= names
+    # The local tools' own: installed with the project, not packaged for the function
+    assert "rich" not in names
+
+
+def test_local_tool_dependencies_are_project_dependencies_too():
+    # `pip install .` gives the streamline command everything it imports
+    names = {lambda_zip._name(dep) for dep in _project_dependencies()}
+    assert names >= lambda_zip.LOCAL_TOOL_DEPENDENCIES
+
+
+def _project_dependencies() -> list[str]:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def test_dependencies_are_installed_for_the_lambda_runtime_not_this_machine():

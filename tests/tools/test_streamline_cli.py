@@ -346,3 +346,45 @@ def test_the_zips_sources_are_make_infra_ups_prerequisites():
 
     assert {"pyproject.toml", "streamline/infra/lambda_zip.py", "processor/handler.py"} <= sources
     assert not any("__pycache__" in source or source.endswith(".pyc") for source in sources)
+
+
+# --- an installation that lacks what a command needs ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["demo", "infra", "bench", "chaos"])
+def test_a_command_that_needs_the_checkout_says_so_in_one_line_on_an_installed_copy(
+    name, tmp_path, monkeypatch, capsys
+):
+    # Given an installed copy: the package without the repository around it
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+
+    status, err = run_in_process([name], capsys)
+
+    assert status == 2
+    [line] = err
+    assert line.startswith(f"streamline {name}: needs a checkout of the repository"), line
+
+
+def test_a_command_whose_dev_dependency_is_missing_says_which(monkeypatch, capsys):
+    command = cli.Command("streamline.emulator:main", "", (), needs_modules=("no_such_module",))
+    monkeypatch.setitem(cli.COMMANDS, "emulator", command)
+
+    status, err = run_in_process(["emulator", "start"], capsys)
+
+    assert status == 2
+    assert err == [
+        "streamline emulator: needs no_such_module, a dev dependency: run `make install` in a "
+        "checkout"
+    ]
+
+
+def test_help_is_shown_even_where_the_command_cannot_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--help"])
+    assert exit_.value.code == 0
+    assert "usage: streamline demo" in capsys.readouterr().out
+
+
+def test_this_checkout_has_what_every_command_needs():
+    assert {name: c.missing() for name, c in cli.COMMANDS.items() if c.missing()} == {}
