@@ -67,7 +67,9 @@ class Record:
     @property
     def model(self) -> Any:
         """The payload as the processor's `model` parsed it (with only a `schema`: the
-        validated JSON value); None without either, and for a DynamoDB REMOVE."""
+        validated JSON value), while `apply`/`fold` runs on this record (it is released when
+        the function returns: keep what you need from it); None without either, and for a
+        DynamoDB REMOVE."""
         try:
             return self._model
         except AttributeError:

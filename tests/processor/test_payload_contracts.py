@@ -166,6 +166,25 @@ def test_the_function_gets_the_parsed_model_on_record_model():
     assert apply.models == [Order(order_id="o-1", quantity=2)]
 
 
+@pytest.mark.parametrize("keyed_state", [False, True], ids=["apply", "fold"])
+def test_the_parsed_model_is_released_when_the_function_returns(keyed_state):
+    # Given a function that keeps the records it saw
+    kept = []
+
+    def apply(record, state=None):
+        assert record.model == Order(order_id="o-1", quantity=2)  # there while it runs
+        kept.append(record)
+        return state
+
+    processor, _ = processor_for(apply, model=Order, keyed_state=keyed_state)
+
+    processor.process(event(kinesis_record("a", 1, GOOD), kinesis_record("a", 2, GOOD)))
+
+    # Then the parsed payloads were not kept to the end of the batch
+    assert len(kept) == 2
+    assert [record.model for record in kept] == [None, None]
+
+
 def test_with_a_schema_alone_record_model_is_the_validated_json_with_its_defaults():
     apply = Recorder()
     processor, _ = processor_for(apply, schema=ORDER_SCHEMA)
