@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
 
-from streamline.emulator import EMULATOR_ENV, Emulator
+from streamline.emulator import EMULATOR_ENV, Emulator, stop_pid
+from streamline.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +127,56 @@ def demo_stack(aws_session, unique_name, tmp_path) -> dict:
         dynamodb.delete_table(TableName=f"{name}-{table}")
     for queue in ("poison_queue_url", "on_failure_queue_url"):
         sqs.delete_queue(QueueUrl=stack[queue])
+
+
+# The local runner over a demo_stack, as the demo runs it (both sources, the demo handler).
+RUNNER_TIMEOUT_S = 150
+
+
+def _start_runner(stack: dict, stream_arn: str, state_dir, log_path):
+    command = [
+        sys.executable, "-m", "esm", "run",
+        "--stream-arn", stream_arn,
+        "--handler", "processor.handler.handler",
+        "--env", f"CHECKPOINT_TABLE={stack['checkpoint_table_name']}",
+        "--env", f"SINK_TABLE={stack['sink_table_name']}",
+        "--env", f"POISON_QUEUE_URL={stack['poison_queue_url']}",
+        "--env", "MAX_ATTEMPTS=2",
+        "--env", "POWERTOOLS_LOG_LEVEL=WARNING",
+        "--timeout", "30",
+        "--batch-size", "100",
+        "--starting-position", "TRIM_HORIZON",
+        "--report-batch-item-failures",
+        "--bisect-batch-on-function-error",
+        "--until-idle", "3",
+        "--progress-interval", "0",
+        "--state-dir", str(state_dir),
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+@pytest.fixture
+def process_demo_stack(demo_stack, tmp_path):
+    """Runs the demo handler over both sources of `demo_stack` until they are caught up
+    (one runner each, stopped by PID if still running at the deadline); asserts both exited 0."""
+
+    def process() -> None:
+        runners = [
+            _start_runner(demo_stack, demo_stack[arn], tmp_path / arn, tmp_path / f"{arn}.log")
+            for arn in ("kinesis_stream_arn", "source_table_stream_arn")
+        ]
+        try:
+            deadline = time.monotonic() + RUNNER_TIMEOUT_S
+            for runner in runners:
+                runner.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            for runner in runners:
+                if runner.poll() is None:
+                    stop_pid(runner.pid)
+        logs = {p.name: p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log")}
+        assert [r.returncode for r in runners] == [0, 0], logs
+
+    return process
