@@ -86,13 +86,18 @@ def _run(harness, *flags: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def _stream_with_consumer(harness) -> tuple[str, str]:
+    """A stream and an enhanced fan-out consumer registered on it: (stream ARN, consumer ARN)."""
+    stream_arn = harness.create_stream()
+    consumer = harness.client("kinesis").register_stream_consumer(
+        StreamARN=stream_arn, ConsumerName="fan"
+    )
+    return stream_arn, consumer["Consumer"]["ConsumerARN"]
+
+
 def test_a_mapping_on_a_consumer_delivers_its_streams_records_in_order(harness):
     # Given a stream with a registered consumer, and a mapping whose source is the consumer
-    stream_arn = harness.create_stream()
-    kinesis = harness.client("kinesis")
-    consumer_arn = kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="fan")[
-        "Consumer"
-    ]["ConsumerARN"]
+    stream_arn, consumer_arn = _stream_with_consumer(harness)
     function = harness.create_function("esm_handlers.record")
     harness.create_mapping(function, consumer_arn, StartingPosition="TRIM_HORIZON", BatchSize=2)
     harness.put([("k", f"r{n}") for n in range(5)])
@@ -126,11 +131,7 @@ def test_a_consumer_that_is_not_registered_is_refused_at_start(harness):
 
 def test_the_consumer_mapping_is_listed_with_its_consumer_arn(harness):
     # Lambda keeps the consumer's ARN as the mapping's source (the emulator does too)
-    stream_arn = harness.create_stream()
-    kinesis = harness.client("kinesis")
-    consumer_arn = kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="fan")[
-        "Consumer"
-    ]["ConsumerARN"]
+    _, consumer_arn = _stream_with_consumer(harness)
     function = harness.create_function("esm_handlers.record")
     uuid = harness.create_mapping(function, consumer_arn, StartingPosition="LATEST")
 
